@@ -1,0 +1,189 @@
+"""QueryTable: a validated run log pivoted to one row per query and one column per model.
+
+Every fit and evaluation works on this wide view; the ladder order is by mean cost
+unless the caller gives one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from ladder.runlog.schema import RunLogError
+
+SIGNAL_COLUMNS = ("confidence", "logprob_mean", "logprob_min", "tokens_out")
+
+
+@dataclass(frozen=True)
+class QueryTable:
+    """Aligned (n queries × k models) arrays; NaN / None where a signal is missing."""
+
+    query_ids: np.ndarray
+    models: tuple[str, ...]
+    quality: np.ndarray
+    cost: np.ndarray
+    signals: dict[str, np.ndarray]
+    answers: np.ndarray | None = None
+    sample_share: np.ndarray | None = None
+    prompt_len: np.ndarray | None = None
+    split: np.ndarray | None = None
+    benchmark: np.ndarray | None = None
+    dropped: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.query_ids)
+
+    @property
+    def k(self) -> int:
+        return len(self.models)
+
+    def index(self, model: str) -> int:
+        return self.models.index(model)
+
+    def rows(self, mask_or_index: np.ndarray) -> QueryTable:
+        """The same table restricted to some queries."""
+        sel = np.asarray(mask_or_index)
+
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[sel]
+
+        return replace(
+            self,
+            query_ids=self.query_ids[sel],
+            quality=self.quality[sel],
+            cost=self.cost[sel],
+            signals={name: a[sel] for name, a in self.signals.items()},
+            answers=take(self.answers),
+            sample_share=take(self.sample_share),
+            prompt_len=take(self.prompt_len),
+            split=take(self.split),
+            benchmark=take(self.benchmark),
+        )
+
+    def select_models(self, models: Sequence[str]) -> QueryTable:
+        """The same queries with only these models, in this order."""
+        unknown = [m for m in models if m not in self.models]
+        if unknown:
+            raise RunLogError(
+                f"model(s) {', '.join(unknown)} not in the log; it has {', '.join(self.models)}",
+                "model",
+            )
+        cols = [self.index(m) for m in models]
+
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[:, cols]
+
+        return replace(
+            self,
+            models=tuple(models),
+            quality=self.quality[:, cols],
+            cost=self.cost[:, cols],
+            signals={name: a[:, cols] for name, a in self.signals.items()},
+            answers=take(self.answers),
+            sample_share=take(self.sample_share),
+        )
+
+    def mean_cost(self) -> np.ndarray:
+        return self.cost.mean(axis=0)
+
+    def mean_quality(self) -> np.ndarray:
+        return self.quality.mean(axis=0)
+
+    @classmethod
+    def from_runlog(
+        cls,
+        df: pd.DataFrame,
+        models: Sequence[str] | None = None,
+        benchmark: str | None = None,
+    ) -> QueryTable:
+        """Pivot a validated run log. Queries missing any selected model are dropped and counted."""
+        if benchmark is not None:
+            if "benchmark" not in df.columns:
+                raise RunLogError("--benchmark given but the log has no 'benchmark' column",
+                                  "benchmark")
+            known = sorted(df["benchmark"].dropna().unique())
+            df = df[df["benchmark"] == benchmark]
+            if df.empty:
+                raise RunLogError(
+                    f"benchmark '{benchmark}' not in the log; it has {', '.join(known)}",
+                    "benchmark",
+                )
+        present = list(dict.fromkeys(df["model"]))
+        if models is not None:
+            missing = [m for m in models if m not in present]
+            if missing:
+                raise RunLogError(
+                    f"model(s) {', '.join(missing)} not in the log; it has {', '.join(present)}",
+                    "model",
+                )
+            if len(models) < 2:
+                raise RunLogError("choose at least two models", "model")
+            df = df[df["model"].isin(models)]
+        chosen = list(models) if models is not None else present
+        counts = df.groupby("query_id", sort=False)["model"].nunique()
+        complete = counts.index[counts.to_numpy() == len(chosen)]
+        dropped = len(counts) - len(complete)
+        if len(complete) == 0:
+            raise RunLogError("no query has a row for every model", "query_id")
+        df = df[df["query_id"].isin(complete)]
+        query_ids = np.asarray(complete, dtype=object)
+
+        def wide(column: str, dtype: type | None = float) -> np.ndarray:
+            table = df.pivot(index="query_id", columns="model", values=column)
+            table = table.reindex(index=query_ids, columns=chosen)
+            return table.to_numpy(dtype=dtype) if dtype is not None else table.to_numpy()
+
+        quality = wide("quality")
+        cost = wide("cost")
+        if models is None:
+            order = np.argsort(cost.mean(axis=0), kind="stable")
+            chosen = [chosen[i] for i in order]
+            quality, cost = quality[:, order], cost[:, order]
+        signals = {
+            name: wide(name) if name in df.columns else np.full(quality.shape, np.nan)
+            for name in SIGNAL_COLUMNS
+        }
+        answers = wide("answer", None) if "answer" in df.columns else None
+        sample_share = None
+        if "samples" in df.columns:
+            df = df.assign(_share=df["samples"].map(_top_answer_share))
+            sample_share = wide("_share")
+        per_query = df.drop_duplicates("query_id").set_index("query_id").reindex(query_ids)
+        prompt_len = None
+        if "prompt" in df.columns:
+            prompt_len = per_query["prompt"].map(
+                lambda p: np.nan if p is None or p != p else float(len(p))
+            ).to_numpy(dtype=float)
+
+        def column(name: str) -> np.ndarray | None:
+            return per_query[name].to_numpy(dtype=object) if name in per_query.columns else None
+
+        return cls(
+            query_ids=query_ids,
+            models=tuple(chosen),
+            quality=quality,
+            cost=cost,
+            signals=signals,
+            answers=answers,
+            sample_share=sample_share,
+            prompt_len=prompt_len,
+            split=column("split"),
+            benchmark=column("benchmark"),
+            dropped=int(dropped),
+        )
+
+
+def _top_answer_share(samples: object) -> float:
+    """Share of the samples that give the most frequent non-empty answer (self-consistency)."""
+    if samples is None or (isinstance(samples, float) and np.isnan(samples)):
+        return np.nan
+    answers = [s for s in list(samples) if s is not None and s == s]
+    if not answers:
+        return np.nan
+    _, counts = np.unique(np.asarray(answers, dtype=str), return_counts=True)
+    return float(counts.max()) / len(list(samples))
