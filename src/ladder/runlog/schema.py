@@ -92,8 +92,9 @@ def validate_runlog(df: pd.DataFrame) -> pd.DataFrame:
         )
     n_models = df["model"].nunique()
     if n_models < 2:
-        raise RunLogError(f"column 'model': the log holds {n_models} model(s); at least 2 are needed",
-                          "model")
+        raise RunLogError(
+            f"column 'model': the log holds {n_models} model(s); at least 2 are needed", "model"
+        )
     for column in OPTIONAL_FLOAT + OPTIONAL_INT:
         if column in df.columns:
             df[column] = _numeric(df, column)

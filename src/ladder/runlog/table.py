@@ -26,7 +26,7 @@ class QueryTable:
     quality: np.ndarray
     cost: np.ndarray
     signals: dict[str, np.ndarray]
-    answers: np.ndarray | None = None
+    answers: np.ndarray | None = None  # int codes per query: equal code = same answer, -1 missing
     sample_share: np.ndarray | None = None
     prompt_len: np.ndarray | None = None
     split: np.ndarray | None = None
@@ -148,7 +148,7 @@ class QueryTable:
             name: wide(name) if name in df.columns else np.full(quality.shape, np.nan)
             for name in SIGNAL_COLUMNS
         }
-        answers = wide("answer", None) if "answer" in df.columns else None
+        answers = _answer_codes(wide("answer", None)) if "answer" in df.columns else None
         sample_share = None
         if "samples" in df.columns:
             df = df.assign(_share=df["samples"].map(_top_answer_share))
@@ -178,12 +178,20 @@ class QueryTable:
         )
 
 
+def _answer_codes(answers: np.ndarray) -> np.ndarray:
+    """Integer codes for answers so agreement is an integer comparison; -1 where missing."""
+    flat = pd.Series(answers.ravel()).map(lambda a: None if a is None or a != a else str(a))
+    codes, _ = pd.factorize(flat, use_na_sentinel=True)
+    return codes.reshape(answers.shape).astype(np.int64)
+
+
 def _top_answer_share(samples: object) -> float:
     """Share of the samples that give the most frequent non-empty answer (self-consistency)."""
     if samples is None or (isinstance(samples, float) and np.isnan(samples)):
         return np.nan
-    answers = [s for s in list(samples) if s is not None and s == s]
+    samples = list(samples)
+    answers = [s for s in samples if s is not None and s == s]
     if not answers:
-        return np.nan
+        return 0.0 if samples else np.nan  # every sample failed: no agreement, not missing
     _, counts = np.unique(np.asarray(answers, dtype=str), return_counts=True)
-    return float(counts.max()) / len(list(samples))
+    return float(counts.max()) / len(samples)

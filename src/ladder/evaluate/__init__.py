@@ -1,0 +1,1 @@
+"""Evaluation of cascade and routing policies on held-out logged data."""

@@ -1,0 +1,34 @@
+"""Train/test splits: the log's own `split` column, or a seeded random split."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ladder.runlog.schema import RunLogError
+from ladder.runlog.table import QueryTable
+
+
+def split_table(
+    table: QueryTable, train_frac: float | None = None, seed: int = 0
+) -> tuple[QueryTable, QueryTable, str]:
+    """(train, test, how). The log's split column wins unless `train_frac` is given."""
+    if train_frac is None and table.split is not None:
+        labels = set(table.split)
+        if {"train", "test"} <= labels:
+            return (
+                table.rows(table.split == "train"),
+                table.rows(table.split == "test"),
+                "the log's split column (train → test)",
+            )
+    frac = 0.5 if train_frac is None else train_frac
+    if not 0 < frac < 1:
+        raise RunLogError(f"--train-frac must be between 0 and 1, got {frac}")
+    order = np.random.default_rng(seed).permutation(table.n)
+    cut = int(round(frac * table.n))
+    if cut < 2 or table.n - cut < 2:
+        raise RunLogError(
+            f"{table.n} queries are too few to split {frac:.0%} / {1 - frac:.0%}", "query_id"
+        )
+    mask = np.zeros(table.n, bool)
+    mask[order[:cut]] = True
+    return table.rows(mask), table.rows(~mask), f"random {frac:.0%} / {1 - frac:.0%}, seed {seed}"

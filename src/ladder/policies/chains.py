@@ -1,0 +1,73 @@
+"""Best-subsequence cascades: which models to put on the ladder, chosen on training data.
+
+Every cost-ordered subsequence of the pool up to `max_stages` long (and the whole
+ladder) is a candidate. For one λ, a threshold cascade is fitted on each candidate
+and the one with the best training objective wins; DP cascades are fitted on the
+`dp_candidates` best chains of that search and the best of those wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import combinations
+
+from sklearn.base import BaseEstimator
+
+from ladder.policies.base import Outcome
+from ladder.policies.dp import DPCascade
+from ladder.policies.stages import PredictorCache
+from ladder.policies.threshold import ThresholdCascade
+from ladder.runlog.table import QueryTable
+
+
+def candidate_chains(models: tuple[str, ...], max_stages: int) -> Iterator[tuple[str, ...]]:
+    """Cost-ordered subsequences of the ladder with 1..max_stages models, then the full ladder."""
+    k = len(models)
+    for length in range(1, min(max_stages, k) + 1):
+        for chosen in combinations(range(k), length):
+            yield tuple(models[i] for i in chosen)
+    if max_stages < k:
+        yield models
+
+
+class BestChain(BaseEstimator):
+    """A cascade over the best chain of models for a given λ.
+
+    kind: 'threshold' or 'dp'; max_stages: longest subsequence searched (besides the full
+    ladder); dp_candidates: how many of the best threshold chains the DP is fitted on.
+    """
+
+    def __init__(self, kind: str = "threshold", lam: float = 0.0, max_stages: int = 3,
+                 dp_candidates: int = 3, predictor: str = "logistic"):
+        self.kind = kind
+        self.lam = lam
+        self.max_stages = max_stages
+        self.dp_candidates = dp_candidates
+        self.predictor = predictor
+
+    @property
+    def family(self) -> str:
+        return self.kind
+
+    def fit(self, table: QueryTable, cache: PredictorCache | None = None) -> BestChain:
+        if self.kind not in ("threshold", "dp"):
+            raise ValueError(f"unknown cascade kind '{self.kind}'; choose threshold or dp")
+        cache = cache or PredictorCache(table, self.predictor)
+        fitted = [
+            ThresholdCascade(list(chain), self.lam, self.predictor).fit(table, cache)
+            for chain in candidate_chains(table.models, self.max_stages)
+        ]
+        fitted.sort(key=lambda p: p.train_objective_, reverse=True)
+        if self.kind == "dp":
+            fitted = [
+                DPCascade(list(p.chain_), self.lam, self.predictor).fit(table, cache)
+                for p in fitted[: self.dp_candidates]
+            ]
+            fitted.sort(key=lambda p: p.train_objective_, reverse=True)
+        self.policy_ = fitted[0]
+        self.chain_ = self.policy_.chain_
+        self.train_objective_ = self.policy_.train_objective_
+        return self
+
+    def replay(self, table: QueryTable, cache: PredictorCache | None = None) -> Outcome:
+        return self.policy_.replay(table, cache)

@@ -1,0 +1,159 @@
+"""DP cascade: backward induction with fitted continuation values (theory.md §3).
+
+At stage i the policy compares the value of stopping, max_{j≤i} ĝ_j (or ĝ_i
+without best-so-far), with a regression estimate of E[−λ·c_{i+1} + V_{i+1} | h_i].
+The regressions are fitted backwards from the last stage on the training split,
+as in least-squares Monte Carlo. Targets are either the fitted values of the next
+stage ('value', theory.md's fitted value iteration) or the realised value of
+following the fitted policy ('realized', Longstaff–Schwartz).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ladder.policies.base import Outcome, resolve_chain, run_cascade
+from ladder.policies.stages import PredictorCache, chain_scores, replay_scores
+from ladder.runlog.table import QueryTable
+from ladder.signals import stage_features
+
+VALUE_MODELS = ("ridge", "gbt")
+TARGETS = ("value", "realized")
+
+
+def _value_model(kind: str) -> Pipeline:
+    if kind == "ridge":
+        head = Ridge(alpha=1.0)
+    elif kind == "gbt":
+        head = HistGradientBoostingRegressor(max_iter=100, max_depth=3, min_samples_leaf=20,
+                                             learning_rate=0.05)
+    else:
+        raise ValueError(f"unknown value model '{kind}'; choose one of {', '.join(VALUE_MODELS)}")
+    return make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        StandardScaler(),
+        head,
+    )
+
+
+def value_basis(features: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Regression inputs after stage i: the signals plus predicted qualities so far,
+    their running maximum and its square (a small polynomial basis, as in LSMC)."""
+    best = scores.max(axis=1, keepdims=True)
+    return np.hstack([features, scores, best, best**2])
+
+
+def _stop_values(scores: np.ndarray, best_so_far: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(n, r) value of stopping and the chain position returned when stopping at each stage."""
+    n, r = scores.shape
+    if not best_so_far:
+        return scores, np.tile(np.arange(r), (n, 1))
+    return np.maximum.accumulate(scores, axis=1), _running_argmax(scores)
+
+
+def _running_argmax(scores: np.ndarray) -> np.ndarray:
+    n, r = scores.shape
+    returned = np.zeros((n, r), dtype=int)
+    for i in range(1, r):
+        better = scores[:, i] > scores[np.arange(n), returned[:, i - 1]]
+        returned[:, i] = np.where(better, i, returned[:, i - 1])
+    return returned
+
+
+class DPCascade(BaseEstimator):
+    """Optimal-stopping cascade with learned continuation values.
+
+    chain: model names in order (None: the whole ladder); lam: price of one unit of cost;
+    best_so_far: return the answer with the highest predicted quality seen, not the last;
+    value_model: 'ridge' or 'gbt' regressor of continuation values; target: 'value' or
+    'realized' regression targets.
+    """
+
+    family = "dp"
+
+    def __init__(self, chain: Sequence[str] | None = None, lam: float = 0.0,
+                 predictor: str = "logistic", value_model: str = "ridge",
+                 best_so_far: bool = True, target: str = "value"):
+        self.chain = chain
+        self.lam = lam
+        self.predictor = predictor
+        self.value_model = value_model
+        self.best_so_far = best_so_far
+        self.target = target
+
+    def fit(self, table: QueryTable, cache: PredictorCache | None = None) -> DPCascade:
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target '{self.target}'; choose one of {', '.join(TARGETS)}")
+        chain = resolve_chain(table, self.chain)
+        cache = cache or PredictorCache(table, self.predictor)
+        scores = cache.scores(table, chain)
+        stop_value, returned = _stop_values(scores, self.best_so_far)
+        n, r = scores.shape
+        rows = np.arange(n)
+        realized_stop = table.quality[rows[:, None], np.asarray(chain)[returned]]
+        cost = table.cost[:, chain]
+        # value (predicted) and realised value of acting optimally from stage i onwards
+        value, realized = stop_value[:, -1].copy(), realized_stop[:, -1].copy()
+        self.value_models_: list[Pipeline | None] = [None] * r
+        for i in range(r - 2, -1, -1):
+            future = value if self.target == "value" else realized
+            target = future - self.lam * cost[:, i + 1]
+            basis = value_basis(stage_features(table, chain, i), scores[:, : i + 1])
+            model = _value_model(self.value_model).fit(basis, target)
+            self.value_models_[i] = model
+            continuation = model.predict(basis)
+            stop = stop_value[:, i] >= continuation
+            value = np.where(stop, stop_value[:, i], continuation)
+            realized = np.where(stop, realized_stop[:, i], realized - self.lam * cost[:, i + 1])
+        self.chain_ = tuple(table.models[i] for i in chain)
+        self.predictors_ = cache.predictors(chain)
+        self.train_objective_ = self._outcome(table, chain, scores).objective(self.lam)
+        return self
+
+    def continuation_values(self, table: QueryTable, chain: list[int],
+                            scores: np.ndarray) -> np.ndarray:
+        """(n, r) estimated value of going on after each stage (−inf at the last)."""
+        n, r = scores.shape
+        values = np.full((n, r), -np.inf)
+        for i, model in enumerate(self.value_models_[:-1]):
+            basis = value_basis(stage_features(table, chain, i), scores[:, : i + 1])
+            values[:, i] = model.predict(basis)
+        return values
+
+    def decide(self, table: QueryTable, stage: int,
+               earlier_scores: np.ndarray | None = None) -> np.ndarray:
+        """Stop (True) or escalate after `stage` for each query of `table`.
+
+        earlier_scores: (n, stage) predicted qualities of the stages already run, as a
+        runtime keeps them; computed here when not given."""
+        chain = resolve_chain(table, self.chain_)
+        features = stage_features(table, chain, stage)
+        current = self.predictors_[stage].predict(features)[:, None]
+        if earlier_scores is None:
+            earlier_scores = chain_scores(table, chain[:stage], self.predictors_[:stage]) \
+                if stage else np.empty((table.n, 0))
+        scores = np.hstack([earlier_scores, current])
+        stop_value = scores.max(axis=1) if self.best_so_far else scores[:, -1]
+        if stage == len(chain) - 1:
+            return np.ones(table.n, dtype=bool)
+        continuation = self.value_models_[stage].predict(value_basis(features, scores))
+        return stop_value >= continuation
+
+    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray) -> Outcome:
+        stop_value, returned = _stop_values(scores, self.best_so_far)
+        stop = stop_value >= self.continuation_values(table, chain, scores)
+        return run_cascade(table, chain, stop, returned)
+
+    def replay(self, table: QueryTable, cache: PredictorCache | None = None) -> Outcome:
+        """Run the fitted policy on every query of a log."""
+        chain = resolve_chain(table, self.chain_)
+        scores = replay_scores(table, chain, self.predictors_, cache)
+        return self._outcome(table, chain, scores)

@@ -1,0 +1,120 @@
+"""Saving fitted policies to a safe, versioned JSON file (never a pickle).
+
+Plain fitted attributes (chains, thresholds) are written as JSON; fitted
+scikit-learn estimators are embedded as skops bytes (base64), and loading refuses
+any type outside scikit-learn, numpy and ladder itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import skops.io as sio
+from sklearn.base import BaseEstimator
+
+from ladder.policies.baselines import FixedModel, Oracle, RandomMix
+from ladder.policies.chains import BestChain
+from ladder.policies.dp import DPCascade
+from ladder.policies.seed_heuristic import SeedHeuristic
+from ladder.policies.threshold import ThresholdCascade
+
+FORMAT = "ladder-policy"
+VERSION = 1
+CLASSES: dict[str, type[BaseEstimator]] = {
+    "fixed": FixedModel,
+    "random": RandomMix,
+    "oracle": Oracle,
+    "threshold": ThresholdCascade,
+    "dp": DPCascade,
+    "seed_heuristic": SeedHeuristic,
+}
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "ladder.", "builtins.", "scipy.")
+
+
+class PolicyFileError(ValueError):
+    """A policy file that cannot be loaded safely."""
+
+
+def _encode_float(x: float) -> float | str:
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "nan")
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, BaseEstimator):
+        return {"skops": base64.b64encode(sio.dumps(value)).decode("ascii")}
+    if isinstance(value, np.ndarray):
+        return {"array": [_encode(v) for v in value.tolist()]}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return _encode_float(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    raise TypeError(f"cannot save a {type(value).__name__} in a policy file")
+
+
+def _decode(value: object) -> object:
+    if isinstance(value, dict) and "skops" in value:
+        data = base64.b64decode(value["skops"])
+        untrusted = sio.get_untrusted_types(data=data)
+        refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+        if refused:
+            raise PolicyFileError(f"policy file holds types ladder does not load: {refused}")
+        return sio.loads(data, trusted=untrusted)
+    if isinstance(value, dict) and "array" in value:
+        return np.array([_decode(v) for v in value["array"]], dtype=float)
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if value in ("inf", "-inf", "nan"):
+        return float(value)
+    return value
+
+
+def save_policy(policy: BaseEstimator, path: str | Path) -> Path:
+    """Write a fitted policy (a BestChain is saved as the cascade it chose)."""
+    if isinstance(policy, BestChain):
+        policy = policy.policy_
+    fitted = {k: v for k, v in vars(policy).items() if k.endswith("_") and not k.startswith("_")}
+    if not fitted:
+        raise ValueError("the policy is not fitted; call fit() first")
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "family": policy.family,
+        "params": _encode(list(policy.get_params(deep=False).items())),
+        "fitted": {k: _encode(v) for k, v in fitted.items()},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1))
+    return path
+
+
+def load_policy(path: str | Path) -> BaseEstimator:
+    """Read a policy file written by save_policy."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise PolicyFileError(f"{path}: not a readable policy file ({error})") from error
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise PolicyFileError(f"{path}: not a ladder policy file")
+    if document.get("version") != VERSION:
+        raise PolicyFileError(
+            f"{path}: policy file version {document.get('version')}; this ladder reads {VERSION}"
+        )
+    family = document.get("family")
+    if family not in CLASSES:
+        raise PolicyFileError(f"{path}: unknown policy family {family!r}")
+    params = {k: _decode(v) for k, v in document["params"]}
+    policy = CLASSES[family](**params)
+    for name, value in document["fitted"].items():
+        decoded = _decode(value)
+        setattr(policy, name, tuple(decoded) if name in ("chain_", "models_") else decoded)
+    return policy

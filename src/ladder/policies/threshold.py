@@ -1,0 +1,106 @@
+"""Threshold cascade: stop at stage i when predicted quality ≥ θ_i (theory.md §3).
+
+The thresholds maximise the empirical J_λ on the training split exactly, one
+stage at a time (coordinate ascent): for a stage, the queries that reach it are
+sorted by score and the best cut is found in one pass of prefix sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from ladder.policies.base import Outcome, resolve_chain, run_cascade
+from ladder.policies.stages import PredictorCache, replay_scores
+from ladder.runlog.table import QueryTable
+from ladder.signals import stage_features
+
+
+def stage_rewards(table: QueryTable, chain: Sequence[int], lam: float) -> np.ndarray:
+    """(n, r) reward of stopping after each stage: its quality minus λ × everything paid."""
+    return table.quality[:, chain] - lam * np.cumsum(table.cost[:, chain], axis=1)
+
+
+def _follow(scores: np.ndarray, thresholds: np.ndarray, start: int) -> np.ndarray:
+    """Stage at which each query stops when entering the cascade at `start`."""
+    stop = scores[:, start:] >= thresholds[start:]
+    stop[:, -1] = True
+    return start + stop.argmax(axis=1)
+
+
+def _best_cut(scores: np.ndarray, gain: np.ndarray) -> float:
+    """Threshold t maximising the sum of `gain` over rows with score ≥ t (cuts between
+    distinct scores only)."""
+    if len(scores) == 0:
+        return np.inf
+    order = np.argsort(-scores, kind="stable")
+    s, g = scores[order], np.cumsum(gain[order])
+    distinct_end = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
+    totals = np.r_[0.0, g[distinct_end]]
+    best = int(np.argmax(totals))
+    if best == 0:
+        return np.inf
+    end = distinct_end[best - 1]
+    below = s[end + 1] if end + 1 < len(s) else -np.inf
+    return float((s[end] + below) / 2) if np.isfinite(below) else float(s[end] - 1e-9)
+
+
+def fit_thresholds(scores: np.ndarray, rewards: np.ndarray, max_sweeps: int = 20) -> np.ndarray:
+    """Per-stage thresholds maximising mean reward (last stage always stops)."""
+    n, r = scores.shape
+    thresholds = np.full(r, np.inf)
+    thresholds[-1] = -np.inf
+    rows = np.arange(n)
+    for _ in range(max_sweeps):
+        previous = thresholds.copy()
+        for i in range(r - 2, -1, -1):
+            reach = np.ones(n, bool) if i == 0 else _follow(scores, thresholds, 0) >= i
+            later = _follow(scores[reach], thresholds, i + 1)
+            gain = rewards[reach, i] - rewards[rows[reach], later]
+            thresholds[i] = _best_cut(scores[reach, i], gain)
+        if np.array_equal(previous, thresholds):
+            break
+    return thresholds
+
+
+class ThresholdCascade(BaseEstimator):
+    """Stop when the stage's predicted quality reaches its fitted threshold.
+
+    chain: model names in order (None: the whole ladder); lam: price of one unit of cost.
+    """
+
+    family = "threshold"
+
+    def __init__(self, chain: Sequence[str] | None = None, lam: float = 0.0,
+                 predictor: str = "logistic"):
+        self.chain = chain
+        self.lam = lam
+        self.predictor = predictor
+
+    def fit(self, table: QueryTable, cache: PredictorCache | None = None) -> ThresholdCascade:
+        chain = resolve_chain(table, self.chain)
+        cache = cache or PredictorCache(table, self.predictor)
+        scores = cache.scores(table, chain)
+        self.chain_ = tuple(table.models[i] for i in chain)
+        self.thresholds_ = fit_thresholds(scores, stage_rewards(table, chain, self.lam))
+        self.predictors_ = cache.predictors(chain)
+        self.train_objective_ = self._outcome(table, chain, scores).objective(self.lam)
+        return self
+
+    def decide(self, table: QueryTable, stage: int) -> np.ndarray:
+        """Stop (True) or escalate after `stage` for each query of `table`: features,
+        predictor and rule for that one stage."""
+        chain = resolve_chain(table, self.chain_)
+        score = self.predictors_[stage].predict(stage_features(table, chain, stage))
+        return score >= self.thresholds_[stage]
+
+    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray) -> Outcome:
+        return run_cascade(table, chain, scores >= self.thresholds_)
+
+    def replay(self, table: QueryTable, cache: PredictorCache | None = None) -> Outcome:
+        """Run the fitted policy on every query of a log."""
+        chain = resolve_chain(table, self.chain_)
+        scores = replay_scores(table, chain, self.predictors_, cache)
+        return self._outcome(table, chain, scores)
