@@ -16,7 +16,8 @@ import numpy as np
 from ladder.runlog.table import QueryTable
 
 PER_STAGE = (
-    "confidence", "log_confidence", "log_doubt", "logprob_mean", "logprob_min", "tokens_out", "sample_share",
+    "confidence", "log_confidence", "log_doubt",
+    "logprob_mean", "logprob_min", "tokens_out", "sample_share",
 )
 
 

@@ -24,7 +24,7 @@ def split_table(
     if not 0 < frac < 1:
         raise RunLogError(f"--train-frac must be between 0 and 1, got {frac}")
     order = np.random.default_rng(seed).permutation(table.n)
-    cut = int(round(frac * table.n))
+    cut = round(frac * table.n)
     if cut < 2 or table.n - cut < 2:
         raise RunLogError(
             f"{table.n} queries are too few to split {frac:.0%} / {1 - frac:.0%}", "query_id"

@@ -59,7 +59,7 @@ def run_cascade(
     Cost is every stage run, the stopping stage included.
     """
     chain = np.asarray(chain)
-    n, r = stop.shape
+    n, _r = stop.shape
     stop = stop.copy()
     stop[:, -1] = True
     stage = stop.argmax(axis=1)
