@@ -1,0 +1,52 @@
+"""Shared pieces of the benchmark scripts: data location, the Zellinger MMLU table,
+the 5-model chain, machine description and percentile formatting."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import sklearn
+
+from ladder.runlog import QueryTable, load_runlog
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ZELLINGER = DATA / "zellinger-cascades"
+CHAIN = ["llama3.2-3b", "gpt-4o-mini", "llama3.1-8b", "qwen2.5-72b-instruct", "llama3.1-405b"]
+LAM = 300.0
+
+
+def require_data() -> Path:
+    """The Zellinger log folder; exits non-zero (status 1) with a message when it is missing."""
+    if not ZELLINGER.is_dir():
+        sys.exit(f"benchmark data not found: {ZELLINGER} (expected ../shared/data next to the "
+                 "repository; see bench/README.md)")
+    return ZELLINGER
+
+
+def load_mmlu() -> QueryTable:
+    """Zellinger MMLU, all nine models (285 train + 1,531 test queries)."""
+    return QueryTable.from_runlog(load_runlog(require_data()), benchmark="mmlu")
+
+
+def machine() -> str:
+    """One line: cores, CPU model, Python, numpy and scikit-learn versions."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, "
+            f"numpy {np.__version__}, scikit-learn {sklearn.__version__}")
+
+
+def percentiles_us(ns: np.ndarray) -> tuple[float, float, float]:
+    """p50, p90, p99 of nanosecond timings, in µs."""
+    p50, p90, p99 = np.percentile(ns, [50, 90, 99]) / 1e3
+    return float(p50), float(p90), float(p99)
