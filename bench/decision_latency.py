@@ -26,18 +26,22 @@ from ladder.signals import stage_features
 Call = tuple[int, int]  # (test query, stage)
 
 
-def timings(fn: Callable[[int, int], object], calls: list[Call], warmup: int) -> np.ndarray:
-    """Nanoseconds of fn(query, stage) for each call, after `warmup` untimed calls."""
+def timings(fns: list[Callable[[int, int], object]], calls: list[Call],
+            warmup: int) -> np.ndarray:
+    """(len(fns), len(calls)) nanoseconds of fn(query, stage). The functions are
+    interleaved call by call, so a burst of load from elsewhere hits every row alike."""
     for q, s in calls[:warmup]:
-        fn(q, s)
-    out = np.empty(len(calls), dtype=np.int64)
+        for fn in fns:
+            fn(q, s)
+    out = np.empty((len(fns), len(calls)), dtype=np.int64)
     clock = time.perf_counter_ns
     gc.disable()
     try:
         for k, (q, s) in enumerate(calls):
-            t0 = clock()
-            fn(q, s)
-            out[k] = clock() - t0
+            for j, fn in enumerate(fns):
+                t0 = clock()
+                fn(q, s)
+                out[j, k] = clock() - t0
     finally:
         gc.enable()
     return out
@@ -106,8 +110,8 @@ def main() -> None:
     stage_of = np.array([s for _, s in calls])
     total = 0.0
     summary: dict[str, float] = {}
-    for name, fn in rows:
-        ns = timings(fn, calls, args.warmup)
+    all_ns = timings([fn for _, fn in rows], calls, args.warmup)
+    for (name, _), ns in zip(rows, all_ns, strict=True):
         p50, p90, p99 = percentiles_us(ns)
         by_stage = "/".join(f"{np.median(ns[stage_of == s]) / 1e3:.0f}" for s in stages)
         if not name.startswith(" "):

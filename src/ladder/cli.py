@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -128,7 +129,7 @@ def evaluate_command(
         evaluation = evaluate(train, test, split=how, n_lambdas=lambdas, max_stages=max_stages,
                               predictor=predictor, progress=advance)
     evaluation.dropped = table.dropped
-    out = Console()
+    out = Console() if sys.stdout.isatty() else Console(width=140)
     out.print(_models_table(evaluation))
     out.print(_summary_table(evaluation))
     if json_out is not None:

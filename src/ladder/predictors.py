@@ -155,6 +155,11 @@ class QualityPredictor(BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_compiled", None)  # derived from model_; rebuilt on first predict
+        return state
+
     @cached_property
     def _compiled(self) -> CompiledLinear | None:
         return None if isinstance(self.model_, float) else compile_linear(self.model_)

@@ -39,7 +39,7 @@ class RandomMix(BaseEstimator):
 
     def fit(self, table: QueryTable, cache: object = None) -> RandomMix:
         costs, qualities = table.mean_cost(), table.mean_quality()
-        cheap = int(np.argmin(costs))
+        cheap = int(np.lexsort((-qualities, costs))[0])  # cheapest; ties to the better one
         best = int(np.argmax(qualities - 1e-12 * costs))
         self.models_ = (table.models[cheap], table.models[best])
         span = costs[best] - costs[cheap]

@@ -32,15 +32,24 @@ CLASSES: dict[str, type[BaseEstimator]] = {
     "dp": DPCascade,
     "seed_heuristic": SeedHeuristic,
 }
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "ladder.", "builtins.", "scipy.")
+# Beyond skops' own default-trusted scikit-learn types, exactly what ladder's estimators hold.
+TRUSTED_TYPES = frozenset({
+    "ladder.predictors.QualityPredictor",
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+})
 
 
 class PolicyFileError(ValueError):
     """A policy file that cannot be loaded safely."""
 
 
-def _encode_float(x: float) -> float | str:
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "nan")
+def _encode_float(x: float) -> float | dict:
+    """Strict JSON has no infinities: those are tagged, so a string 'inf' stays a string."""
+    if math.isfinite(x):
+        return x
+    return {"float": "inf" if x > 0 else "-inf" if x < 0 else "nan"}
 
 
 def _encode(value: object) -> object:
@@ -63,7 +72,7 @@ def _decode(value: object) -> object:
     if isinstance(value, dict) and "skops" in value:
         data = base64.b64decode(value["skops"])
         untrusted = sio.get_untrusted_types(data=data)
-        refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+        refused = [t for t in untrusted if t not in TRUSTED_TYPES]
         if refused:
             raise PolicyFileError(f"policy file holds types ladder does not load: {refused}")
         return sio.loads(data, trusted=untrusted)
@@ -71,8 +80,8 @@ def _decode(value: object) -> object:
         return np.array([_decode(v) for v in value["array"]], dtype=float)
     if isinstance(value, list):
         return [_decode(v) for v in value]
-    if value in ("inf", "-inf", "nan"):
-        return float(value)
+    if isinstance(value, dict) and "float" in value:
+        return float(value["float"])
     return value
 
 

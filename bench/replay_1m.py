@@ -1,0 +1,114 @@
+"""Replaying a fitted policy over a 1,000,000-query log.
+
+Fits ThresholdCascade and DPCascade (λ = 300, 5-model chain) on Zellinger MMLU train,
+builds a 1M-query QueryTable by resampling the test rows (seeded numpy indexing, no
+pandas) and times `policy.replay(big)`; peak memory from tracemalloc (a separate,
+untimed pass) and the process's ru_maxrss.
+Usage: .venv/bin/python bench/replay_1m.py [--n N] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+from _common import CHAIN, LAM, load_mmlu, machine
+
+from ladder.policies.base import resolve_chain, run_cascade
+from ladder.policies.dp import DPCascade, _stop_values
+from ladder.policies.stages import chain_scores
+from ladder.policies.threshold import ThresholdCascade
+from ladder.runlog.table import QueryTable
+from ladder.signals import stage_features
+
+
+def seconds(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """(best, median) wall seconds of fn over `repeat` runs."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), float(np.median(times))
+
+
+def peak_mib(fn: Callable[[], object]) -> float:
+    """Peak traced allocation (MiB) while fn runs, above what was live before."""
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return (peak - base) / 2**20
+
+
+def table_mib(t: QueryTable) -> float:
+    arrays = [t.query_ids, t.quality, t.cost, *t.signals.values(), t.answers, t.sample_share,
+              t.prompt_len, t.split, t.benchmark]
+    return sum(a.nbytes for a in arrays if a is not None) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    table = load_mmlu()
+    train, test = table.rows(table.split == "train"), table.rows(table.split == "test")
+    thr = ThresholdCascade(CHAIN, LAM).fit(train)
+    dp = DPCascade(CHAIN, LAM).fit(train)
+
+    t0 = time.perf_counter()
+    pick = np.random.default_rng(0).integers(0, test.n, args.n)
+    big = replace(test.rows(pick), query_ids=np.arange(args.n))
+    build = time.perf_counter() - t0
+    chain = resolve_chain(big, CHAIN)
+    scores = chain_scores(big, chain, thr.predictors_)
+
+    def dp_rule() -> object:
+        stop_value, returned = _stop_values(scores, dp.best_so_far)
+        stop = stop_value >= dp.continuation_values(big, chain, scores)
+        return run_cascade(big, chain, stop, returned)
+
+    rows: list[tuple[str, Callable[[], object]]] = [
+        ("threshold: replay (total)", lambda: thr.replay(big)),
+        ("  features: stage_features, all 5 stages",
+         lambda: [stage_features(big, chain, i) for i in range(len(chain))]),
+        ("  features + predictors: chain_scores", lambda: chain_scores(big, chain,
+                                                                       thr.predictors_)),
+        ("  rule: run_cascade(scores ≥ θ)",
+         lambda: run_cascade(big, chain, scores >= thr.thresholds_)),
+        ("dp: replay (total)", lambda: dp.replay(big)),
+        ("  features + predictors: chain_scores", lambda: chain_scores(big, chain,
+                                                                       dp.predictors_)),
+        ("  rule: continuation_values (features again + value models) + run_cascade", dp_rule),
+    ]
+    print(f"Machine: {machine()}\n")
+    print(f"{args.n:,} queries resampled from {test.n} MMLU test rows (seed 0), built in "
+          f"{build:.2f} s, table arrays {table_mib(big):.0f} MiB; chain {' → '.join(CHAIN)}, "
+          f"λ = {LAM:g}; best / median of {args.repeat} runs\n")
+    print("| measurement | best s | median s | queries/s (best) | peak traced MiB |")
+    print("|---|---:|---:|---:|---:|")
+    best: dict[str, float] = {}
+    for name, fn in rows:
+        lo, med = seconds(fn, args.repeat)
+        best[name] = lo
+        print(f"| {name} | {lo:.2f} | {med:.2f} | {args.n / lo:,.0f} | {peak_mib(fn):.0f} |")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nprocess peak RSS (ru_maxrss): {rss:,.0f} MiB")
+    for name in ("threshold: replay (total)", "dp: replay (total)"):
+        met = "met" if best[name] <= 5 else "NOT met"
+        print(f"{name.split(':')[0]}: {best[name]:.2f} s vs target 5 s: {met}")
+    small, large = thr.replay(test), thr.replay(big)
+    print(f"sanity (threshold): mean quality {large.mean_quality:.4f} on the 1M log vs "
+          f"{small.mean_quality:.4f} on test")
+
+
+if __name__ == "__main__":
+    main()
