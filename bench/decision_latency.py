@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from _common import CHAIN, LAM, load_mmlu, machine, percentiles_us
 
+from _common import CHAIN, LAM, load_mmlu, machine, percentiles_us
 from ladder.policies.base import resolve_chain
 from ladder.policies.dp import DPCascade, value_basis
 from ladder.policies.stages import chain_scores

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from _common import machine, require_data
-
 from ladder.evaluate.experiment import evaluate
 from ladder.evaluate.split import split_table
 from ladder.runlog import QueryTable, load_runlog

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
-from _common import CHAIN, LAM, load_mmlu, machine
 
+from _common import CHAIN, LAM, load_mmlu, machine
 from ladder.policies.base import resolve_chain, run_cascade
 from ladder.policies.dp import DPCascade, _stop_values
 from ladder.policies.stages import chain_scores
