@@ -67,7 +67,9 @@ def compile_linear(pipeline: Pipeline) -> CompiledLinear | None:
 
 def _base_model(kind: str, random_state: int) -> BaseEstimator:
     if kind == "logistic":
-        return LogisticRegression(C=0.05, max_iter=1000)
+        # strong L2: ~300 training queries, up to ~100 features on a long chain. C=0.01 had the
+        # best mean out-of-fold AUROC on the Zellinger *train* splits (C from 1 down to 0.01).
+        return LogisticRegression(C=0.01, max_iter=1000)
     if kind == "mlp":
         return MLPClassifier(
             hidden_layer_sizes=(32,), alpha=1e-2, max_iter=500, early_stopping=False,
