@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import sklearn
+from threadpoolctl import threadpool_info
 
 from ladder.runlog import QueryTable, load_runlog
 
@@ -33,7 +34,8 @@ def load_mmlu() -> QueryTable:
 
 
 def machine() -> str:
-    """One line: cores, CPU model, Python, numpy and scikit-learn versions."""
+    """One line: cores, CPU model, Python, numpy and scikit-learn versions, BLAS threads,
+    1-minute load average (other processes share the machine)."""
     cpu = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -42,8 +44,12 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    pools = {f"{p['internal_api']} {p['num_threads']} threads"
+             for p in threadpool_info() if p["user_api"] == "blas"}
+    blas = ", ".join(sorted(pools)) or "no BLAS found"
     return (f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, scikit-learn {sklearn.__version__}")
+            f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, {blas}, "
+            f"load average {os.getloadavg()[0]:.1f}")
 
 
 def percentiles_us(ns: np.ndarray) -> tuple[float, float, float]:

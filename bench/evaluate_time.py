@@ -1,90 +1,139 @@
 """Wall time of a full evaluation of Zellinger MMLU (every family, default λ sweep).
 
 Times the library path in process — load_runlog + QueryTable.from_runlog + split_table +
-evaluate — with a per-family breakdown taken from evaluate's progress callback, then
-the `ladder evaluate` CLI in a subprocess (wall clock and max RSS) when it is installed.
+evaluate — with a per-family breakdown from evaluate's progress callback, once with
+the BLAS thread pool as it comes (OpenBLAS: one thread per core) and once limited to one
+thread (threadpoolctl); then the `ladder evaluate` CLI in a subprocess (wall clock and max
+RSS), as it comes and with OPENBLAS_NUM_THREADS=1, when it is installed.
 Usage: .venv/bin/python bench/evaluate_time.py [--no-cli]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
+
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from _common import machine, require_data
 from ladder.evaluate.experiment import evaluate
 from ladder.evaluate.split import split_table
+from ladder.predictors import QualityPredictor
 from ladder.runlog import QueryTable, load_runlog
 
 TARGET_S = 60.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-cli", action="store_true", help="skip the CLI subprocess run")
-    args = parser.parse_args()
-    data = require_data()
+class FitClock:
+    """Counts and times QualityPredictor.fit calls while installed (bench-only wrapper)."""
 
+    def __init__(self) -> None:
+        self.calls, self.seconds = 0, 0.0
+        self._original = QualityPredictor.fit
+
+    def __enter__(self) -> FitClock:
+        original, clock = self._original, self
+
+        def timed(predictor: QualityPredictor, X: object, y: object) -> QualityPredictor:
+            t0 = time.perf_counter()
+            try:
+                return original(predictor, X, y)
+            finally:
+                clock.calls += 1
+                clock.seconds += time.perf_counter() - t0
+
+        QualityPredictor.fit = timed  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        QualityPredictor.fit = self._original  # type: ignore[method-assign]
+
+
+def library(data: Path, blas_threads: int | None) -> dict[str, float]:
+    """Seconds of each step of load + split + evaluate (ordered; 'total' last)."""
     marks: list[tuple[str, float]] = []
-    t0 = time.perf_counter()
-    log = load_runlog(data)
-    t1 = time.perf_counter()
-    table = QueryTable.from_runlog(log, benchmark="mmlu")
-    t2 = time.perf_counter()
-    train, test, how = split_table(table)
-    t3 = time.perf_counter()
-    ev = evaluate(train, test, split=how,
-                  progress=lambda d, _n: marks.append((d.split()[0], time.perf_counter())))
-    t4 = time.perf_counter()
-
-    family_s: dict[str, float] = {}
+    limit = threadpool_limits(blas_threads, "blas") if blas_threads else nullcontext()
+    with limit, FitClock() as fits:
+        t0 = time.perf_counter()
+        log = load_runlog(data)
+        t1 = time.perf_counter()
+        table = QueryTable.from_runlog(log, benchmark="mmlu")
+        t2 = time.perf_counter()
+        train, test, how = split_table(table)
+        t3 = time.perf_counter()
+        evaluate(train, test, split=how,
+                 progress=lambda d, _n: marks.append((d.split()[0], time.perf_counter())))
+        t4 = time.perf_counter()
+    steps = {"load_runlog (read + convert + validate)": t1 - t0,
+             "QueryTable.from_runlog(benchmark='mmlu')": t2 - t1, "split_table": t3 - t2}
     previous = t3
     for family, stamp in marks:
-        family_s[family] = family_s.get(family, 0.0) + stamp - previous
+        name = f"evaluate: fit + replay '{family}' ({sum(m[0] == family for m in marks)} λ)"
+        steps[name] = steps.get(name, 0.0) + stamp - previous
         previous = stamp
-    total = t4 - t0
-    print(f"Machine: {machine()}\n")
-    print(f"Zellinger MMLU: {table.n} queries × {table.k} models, {ev.n_train} train / "
-          f"{ev.n_test} test, {len(ev.points)} policy points\n")
-    print("| step | seconds | share |")
-    print("|---|---:|---:|")
-    steps = [("load_runlog (read + convert + validate)", t1 - t0),
-             ("QueryTable.from_runlog(benchmark='mmlu')", t2 - t1), ("split_table", t3 - t2)]
-    steps += [(f"evaluate: fit + replay '{f}' ({sum(m[0] == f for m in marks)} fits)", s)
-              for f, s in family_s.items()]
-    steps += [("evaluate: summaries + predictor report", t4 - previous),
-              ("**total, library (in process)**", total)]
-    for name, s in steps:
-        print(f"| {name} | {s:.2f} | {100 * s / total:.0f}% |")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nin-process peak RSS {rss:,.0f} MiB; library total {total:.1f} s vs target "
-          f"{TARGET_S:.0f} s: {'met' if total <= TARGET_S else 'NOT met'}")
+    steps["evaluate: summaries + predictor report"] = t4 - previous
+    steps[f"(inside the above) QualityPredictor.fit × {fits.calls} chain prefixes"] = fits.seconds
+    steps["**total, library**"] = t4 - t0
+    return steps
 
-    cli = Path(sys.executable).with_name("ladder")
-    if args.no_cli:
-        return
-    if not cli.exists():
-        print(f"CLI: {cli} not installed; skipped")
-        return
+
+def cli(data: Path, env: dict[str, str]) -> str:
+    """One CLI run: wall seconds and the child's max RSS, or why it did not run."""
+    exe = Path(sys.executable).with_name("ladder")
+    if not exe.exists():
+        return f"{exe} not installed; skipped"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     with tempfile.TemporaryDirectory() as tmp:
-        command = [str(cli), "evaluate", str(data), "--benchmark", "mmlu",
+        command = [str(exe), "evaluate", str(data), "--benchmark", "mmlu",
                    "--json", str(Path(tmp) / "x.json")]
         t0 = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, check=False,
+                              env={**os.environ, **env})
         wall = time.perf_counter() - t0
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     if done.returncode != 0:
-        print(f"CLI: `{' '.join(command)}` failed (exit {done.returncode}): "
-              f"{done.stderr.strip().splitlines()[-1:]}")
+        return f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}"
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    rss_text = f"{rss / 1024:,.0f} MiB" if rss > before else f"≤ {before / 1024:,.0f} MiB"
+    return f"{wall:.1f} s wall, max RSS {rss_text}: {'met' if wall <= TARGET_S else 'NOT met'}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-cli", action="store_true", help="skip the CLI subprocess runs")
+    args = parser.parse_args()
+    data = require_data()
+    blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    default = "/".join(f"{p['internal_api']} {p['num_threads']}" for p in blas) or "none"
+
+    runs = {f"BLAS as it comes ({default} threads)": library(data, None),
+            "BLAS limited to 1 thread": library(data, 1)}
+    print(f"Machine (after the runs): {machine()}\n")
+    print("Zellinger MMLU (1,816 queries × 9 models, 285 train / 1,531 test), default "
+          "evaluate: 6 families, 21 λ, chains up to 3 models + the full ladder\n")
+    names = list(runs)
+    print(f"| step | {' | '.join(names)} |")
+    print("|---|" + "---:|" * len(names))
+    for step in runs[names[0]]:
+        print(f"| {step} | " + " | ".join(f"{runs[n][step]:.2f} s" for n in names) + " |")
+    totals = [runs[n]["**total, library**"] for n in names]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nin-process peak RSS {rss:,.0f} MiB; target {TARGET_S:.0f} s: " + ", ".join(
+        f"{n}: {t:.1f} s {'met' if t <= TARGET_S else 'NOT met'}"
+        for n, t in zip(names, totals, strict=True)))
+    print(f"same-run ratio, BLAS as it comes / 1 thread: {totals[0] / totals[1]:.1f}×")
+    if args.no_cli:
         return
-    print(f"CLI: `ladder evaluate <zellinger-cascades> --benchmark mmlu --json x.json` "
-          f"{wall:.1f} s wall, max RSS {child:,.0f} MiB vs target {TARGET_S:.0f} s: "
-          f"{'met' if wall <= TARGET_S else 'NOT met'}")
+    print("\n`ladder evaluate <zellinger-cascades> --benchmark mmlu --json x.json`, "
+          f"target {TARGET_S:.0f} s:\n")
+    print(f"- as it comes: {cli(data, {})}")
+    print(f"- OPENBLAS_NUM_THREADS=1: {cli(data, {'OPENBLAS_NUM_THREADS': '1'})}")
 
 
 if __name__ == "__main__":

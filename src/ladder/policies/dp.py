@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -97,26 +98,43 @@ class DPCascade(BaseEstimator):
         scores = cache.scores(table, chain)
         stop_value, returned = _stop_values(scores, self.best_so_far)
         n, r = scores.shape
-        rows = np.arange(n)
-        realized_stop = table.quality[rows[:, None], np.asarray(chain)[returned]]
+        realized_stop = table.quality[np.arange(n)[:, None], np.asarray(chain)[returned]]
         cost = table.cost[:, chain]
-        # value (predicted) and realised value of acting optimally from stage i onwards
-        value, realized = stop_value[:, -1].copy(), realized_stop[:, -1].copy()
-        self.value_models_: list[Pipeline | None] = [None] * r
-        for i in range(r - 2, -1, -1):
-            future = value if self.target == "value" else realized
-            target = future - self.lam * cost[:, i + 1]
-            basis = value_basis(stage_features(table, chain, i), scores[:, : i + 1])
-            model = _value_model(self.value_model).fit(basis, target)
-            self.value_models_[i] = model
-            continuation = model.predict(basis)
-            stop = stop_value[:, i] >= continuation
-            value = np.where(stop, stop_value[:, i], continuation)
-            realized = np.where(stop, realized_stop[:, i], realized - self.lam * cost[:, i + 1])
+        bases = [value_basis(stage_features(table, chain, i), scores[:, : i + 1])
+                 for i in range(r - 1)]
+        everyone = np.arange(n)
+        self.value_models_ = self._backward(bases, stop_value, realized_stop, cost, everyone)
         self.chain_ = tuple(table.models[i] for i in chain)
         self.predictors_ = cache.predictors(chain)
-        self.train_objective_ = self._outcome(table, chain, scores).objective(self.lam)
+        # judge the fit on held-out folds so chain selection does not reward in-sample fits
+        continuation = np.full((n, r), -np.inf)
+        for train_rows, held in KFold(min(5, n), shuffle=True, random_state=0).split(scores):
+            models = self._backward(bases, stop_value, realized_stop, cost, train_rows)
+            for i in range(r - 1):
+                continuation[held, i] = models[i].predict(bases[i][held])
+        held_out = run_cascade(table, chain, stop_value >= continuation, returned)
+        self.train_objective_ = held_out.objective(self.lam)
         return self
+
+    def _backward(self, bases: list[np.ndarray], stop_value: np.ndarray,
+                  realized_stop: np.ndarray, cost: np.ndarray,
+                  rows: np.ndarray) -> list[Pipeline | None]:
+        """Fit the continuation regressions backwards from the last stage on `rows`."""
+        r = stop_value.shape[1]
+        # value (predicted) and realised value of acting optimally from stage i onwards
+        value, realized = stop_value[rows, -1], realized_stop[rows, -1]
+        models: list[Pipeline | None] = [None] * r
+        for i in range(r - 2, -1, -1):
+            future = value if self.target == "value" else realized
+            target = future - self.lam * cost[rows, i + 1]
+            model = _value_model(self.value_model).fit(bases[i][rows], target)
+            models[i] = model
+            continuation = model.predict(bases[i][rows])
+            stop = stop_value[rows, i] >= continuation
+            value = np.where(stop, stop_value[rows, i], continuation)
+            realized = np.where(stop, realized_stop[rows, i],
+                                realized - self.lam * cost[rows, i + 1])
+        return models
 
     def continuation_values(self, table: QueryTable, chain: list[int],
                             scores: np.ndarray) -> np.ndarray:
