@@ -36,7 +36,7 @@ def load_mmlu() -> QueryTable:
 def machine() -> str:
     """One line: cores, CPU model, Python, numpy and scikit-learn versions, BLAS threads,
     1-minute load average (other processes share the machine)."""
-    cpu = platform.processor() or "unknown CPU"
+    cpu = platform.machine() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -4,14 +4,17 @@ Times the library path in process — load_runlog + QueryTable.from_runlog + spl
 evaluate — with a per-family breakdown from evaluate's progress callback, once with
 the BLAS thread pool as it comes (OpenBLAS: one thread per core) and once limited to one
 thread (threadpoolctl); then the `ladder evaluate` CLI in a subprocess (wall clock and max
-RSS), as it comes and with OPENBLAS_NUM_THREADS=1, when it is installed.
-Usage: .venv/bin/python bench/evaluate_time.py [--no-cli]
+RSS from /usr/bin/time -v), as it comes and with OPENBLAS_NUM_THREADS=1, when installed.
+--busy N keeps N busy-loop processes running throughout, to see what a neighbour on a
+shared 2-core machine does to each setting.
+Usage: .venv/bin/python bench/evaluate_time.py [--no-cli] [--busy N]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -85,36 +88,49 @@ def library(data: Path, blas_threads: int | None) -> dict[str, float]:
 
 
 def cli(data: Path, env: dict[str, str]) -> str:
-    """One CLI run: wall seconds and the child's max RSS, or why it did not run."""
+    """One CLI run: wall seconds and max RSS (via /usr/bin/time -v), or why it did not run."""
     exe = Path(sys.executable).with_name("ladder")
     if not exe.exists():
         return f"{exe} not installed; skipped"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []
     with tempfile.TemporaryDirectory() as tmp:
         command = [str(exe), "evaluate", str(data), "--benchmark", "mmlu",
                    "--json", str(Path(tmp) / "x.json")]
         t0 = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, check=False,
+        done = subprocess.run(timer + command, capture_output=True, text=True, check=False,
                               env={**os.environ, **env})
         wall = time.perf_counter() - t0
     if done.returncode != 0:
-        return f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}"
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    rss_text = f"{rss / 1024:,.0f} MiB" if rss > before else f"≤ {before / 1024:,.0f} MiB"
-    return f"{wall:.1f} s wall, max RSS {rss_text}: {'met' if wall <= TARGET_S else 'NOT met'}"
+        error = done.stderr.split("\tCommand being timed")[0].strip().splitlines()[-1:]
+        return f"failed (exit {done.returncode}): {error}"
+    found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+    rss = f"{int(found[1]) / 1024:,.0f} MiB" if found else "n/a (no /usr/bin/time)"
+    return f"{wall:.1f} s wall, max RSS {rss}: {'met' if wall <= TARGET_S else 'NOT met'}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI subprocess runs")
+    parser.add_argument("--busy", type=int, default=0, help="busy-loop neighbours to run")
     args = parser.parse_args()
     data = require_data()
+    neighbours = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                  for _ in range(args.busy)]
+    try:
+        report(data, args.no_cli, args.busy)
+    finally:
+        for child in neighbours:  # only the processes started above, by their handle
+            child.kill()
+            child.wait()
+
+
+def report(data: Path, no_cli: bool, busy: int) -> None:
     blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
     default = "/".join(f"{p['internal_api']} {p['num_threads']}" for p in blas) or "none"
 
     runs = {f"BLAS as it comes ({default} threads)": library(data, None),
             "BLAS limited to 1 thread": library(data, 1)}
-    print(f"Machine (after the runs): {machine()}\n")
+    print(f"Machine (after the runs): {machine()}; {busy} busy-loop neighbour(s)\n")
     print("Zellinger MMLU (1,816 queries × 9 models, 285 train / 1,531 test), default "
           "evaluate: 6 families, 21 λ, chains up to 3 models + the full ladder\n")
     names = list(runs)
@@ -128,7 +144,7 @@ def main() -> None:
         f"{n}: {t:.1f} s {'met' if t <= TARGET_S else 'NOT met'}"
         for n, t in zip(names, totals, strict=True)))
     print(f"same-run ratio, BLAS as it comes / 1 thread: {totals[0] / totals[1]:.1f}×")
-    if args.no_cli:
+    if no_cli:
         return
     print("\n`ladder evaluate <zellinger-cascades> --benchmark mmlu --json x.json`, "
           f"target {TARGET_S:.0f} s:\n")

@@ -23,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ladder.policies.base import Outcome, resolve_chain, run_cascade
 from ladder.policies.stages import PredictorCache, chain_scores, replay_scores
+from ladder.predictors import compile_linear
 from ladder.runlog.table import QueryTable
 from ladder.signals import stage_features
 
@@ -141,10 +142,21 @@ class DPCascade(BaseEstimator):
         """(n, r) estimated value of going on after each stage (−inf at the last)."""
         n, r = scores.shape
         values = np.full((n, r), -np.inf)
-        for i, model in enumerate(self.value_models_[:-1]):
+        for i in range(r - 1):
             basis = value_basis(stage_features(table, chain, i), scores[:, : i + 1])
-            values[:, i] = model.predict(basis)
+            values[:, i] = self._continuation(i, basis)
         return values
+
+    def _continuation(self, stage: int, basis: np.ndarray) -> np.ndarray:
+        """The stage's fitted continuation value; ridge models run as plain numpy."""
+        if not hasattr(self, "_compiled_values"):
+            self._compiled_values = [
+                None if m is None else compile_linear(m) for m in self.value_models_
+            ]
+        compiled = self._compiled_values[stage]
+        if compiled is not None:
+            return compiled.decision(basis)
+        return self.value_models_[stage].predict(basis)
 
     def decide(self, table: QueryTable, stage: int,
                earlier_scores: np.ndarray | None = None) -> np.ndarray:
@@ -162,7 +174,7 @@ class DPCascade(BaseEstimator):
         stop_value = scores.max(axis=1) if self.best_so_far else scores[:, -1]
         if stage == len(chain) - 1:
             return np.ones(table.n, dtype=bool)
-        continuation = self.value_models_[stage].predict(value_basis(features, scores))
+        continuation = self._continuation(stage, value_basis(features, scores))
         return stop_value >= continuation
 
     def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray) -> Outcome:
