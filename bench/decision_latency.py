@@ -38,6 +38,7 @@ def timings(fns: list[Callable[[int, int], object]], calls: list[Call],
     gc.disable()
     try:
         for k, (q, s) in enumerate(calls):
+            fns[0](q, s)  # untimed touch: no row pays for first contact with this query's data
             for j, fn in enumerate(fns):
                 t0 = clock()
                 fn(q, s)
@@ -72,13 +73,13 @@ def main() -> None:
     current = {(q, s): full[q : q + 1, s].copy() for q in used for s in stages}
     basis = {(q, s): value_basis(feats[q, s], full[q : q + 1, : s + 1]) for q in used
              for s in stages}
+    # ridge continuation values as numpy, as DPCascade.decide runs them (since a3b991c)
     compiled = [compile_linear(m) if m is not None else None for m in dp.value_models_]
 
     def dp_rule(q: int, s: int) -> object:
         scores = np.hstack([earlier[q, s], current[q, s][:, None]])
         stop_value = scores.max(axis=1)
-        cont = dp.value_models_[s].predict(value_basis(feats[q, s], scores))
-        return stop_value >= cont
+        return stop_value >= compiled[s].decision(value_basis(feats[q, s], scores))
 
     rows: list[tuple[str, Callable[[int, int], object]]] = [
         ("threshold: decide (total)", lambda q, s: thr.decide(one[q], s)),
@@ -94,11 +95,11 @@ def main() -> None:
             feats[q, s])),
         ("  earlier scores recomputed (None case)", lambda q, s: chain_scores(
             one[q], chain[:s], dp.predictors_[:s]) if s else None),
-        ("  rule: hstack + basis + value model + compare", dp_rule),
-        ("    of which value model (sklearn Pipeline.predict)",
-         lambda q, s: dp.value_models_[s].predict(basis[q, s])),
-        ("    what-if: value model via compile_linear",
+        ("  rule: hstack + basis + value model (numpy) + compare", dp_rule),
+        ("    of which value model (compile_linear numpy)",
          lambda q, s: compiled[s].decision(basis[q, s])),
+        ("    for reference: same model via sklearn Pipeline.predict",
+         lambda q, s: dp.value_models_[s].predict(basis[q, s])),
     ]
     print(f"Machine: {machine()}\n")
     print(f"{len(calls)} timed calls per row after {args.warmup} warm-up calls, "
