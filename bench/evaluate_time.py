@@ -126,7 +126,7 @@ def main() -> None:
 
 def report(data: Path, no_cli: bool, busy: int) -> None:
     blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
-    default = "/".join(f"{p['internal_api']} {p['num_threads']}" for p in blas) or "none"
+    default = "/".join(sorted({f"{p['internal_api']} {p['num_threads']}" for p in blas})) or "none"
 
     runs = {f"BLAS as it comes ({default} threads)": library(data, None),
             "BLAS limited to 1 thread": library(data, 1)}
