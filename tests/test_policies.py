@@ -13,7 +13,7 @@ from ladder.policies.baselines import FixedModel, Oracle, RandomMix
 from ladder.policies.chains import BestChain, candidate_chains
 from ladder.policies.dp import DPCascade
 from ladder.policies.seed_heuristic import SeedHeuristic, seed_thresholds
-from ladder.policies.stages import PredictorCache
+from ladder.policies.stages import PredictorCache, replay_chunked, replay_scores
 from ladder.policies.threshold import ThresholdCascade, fit_thresholds, stage_rewards
 from ladder.runlog import QueryTable
 from ladder.runlog.table import SIGNAL_COLUMNS
@@ -545,3 +545,24 @@ def test_zellinger_mmlu_cascade_between_its_models(mmlu_pair: QueryTable, kind: 
     low, high = sorted(test.mean_quality())  # .7492 and .8204
     assert low - 0.01 <= out.mean_quality <= high + 0.01
     assert out.mean_cost < test.mean_cost().sum()
+
+
+# --- chunked replay ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy_class", [ThresholdCascade, DPCascade])
+def test_chunked_replay_equals_whole_replay(policy_class) -> None:
+    rng = np.random.default_rng(3)
+    n = 103
+    confidence = rng.random((n, 3))
+    quality = (rng.random((n, 3)) < confidence).astype(float)
+    table = make_table(quality, [1.0, 3.0, 9.0], confidence)
+    policy = policy_class(lam=0.02).fit(table)
+    chain = list(range(3))
+
+    def replay_part(part: QueryTable, cache: object) -> Outcome:
+        return policy._outcome(part, chain, replay_scores(part, chain, policy.predictors_, cache))
+
+    whole = replay_part(table, None)
+    assert_same_outcome(replay_chunked(table, None, replay_part, chunk=10), whole)
+    assert_same_outcome(policy.replay(table), whole)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.metrics import brier_score_loss, roc_auc_score
+from threadpoolctl import threadpool_limits
 
 from ladder.evaluate.frontier import (
     aiq,
@@ -155,7 +156,24 @@ def evaluate(
     """Fit each family for every λ on `train`, replay on `test`, summarise the frontiers.
 
     progress(description, total) is called once per fitted policy (total = all fits).
+    BLAS runs single-threaded: the fits are many and small, and two BLAS threads on a
+    2-core machine shared with anything else slow them down several times.
     """
+    with threadpool_limits(1, "blas"):
+        return _evaluate(train, test, split, families, n_lambdas, max_stages, predictor,
+                         progress)
+
+
+def _evaluate(
+    train: QueryTable,
+    test: QueryTable,
+    split: str,
+    families: Sequence[str],
+    n_lambdas: int,
+    max_stages: int,
+    predictor: str,
+    progress: Callable[[str, int], None] | None,
+) -> Evaluation:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown famil(ies) {unknown}; choose from {', '.join(FAMILIES)}")

@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ladder.policies.base import Outcome, resolve_chain, run_cascade
-from ladder.policies.stages import PredictorCache, chain_scores, replay_scores
+from ladder.policies.stages import ChainPolicy, PredictorCache, chain_scores
 from ladder.predictors import compile_linear
 from ladder.runlog.table import QueryTable
 from ladder.signals import stage_features
@@ -70,7 +70,7 @@ def _running_argmax(scores: np.ndarray) -> np.ndarray:
     return returned
 
 
-class DPCascade(BaseEstimator):
+class DPCascade(ChainPolicy, BaseEstimator):
     """Optimal-stopping cascade with learned continuation values.
 
     chain: model names in order (None: the whole ladder); lam: price of one unit of cost;
@@ -137,13 +137,14 @@ class DPCascade(BaseEstimator):
                                 realized - self.lam * cost[rows, i + 1])
         return models
 
-    def continuation_values(self, table: QueryTable, chain: list[int],
-                            scores: np.ndarray) -> np.ndarray:
+    def continuation_values(self, table: QueryTable, chain: list[int], scores: np.ndarray,
+                            features: list[np.ndarray] | None = None) -> np.ndarray:
         """(n, r) estimated value of going on after each stage (−inf at the last)."""
         n, r = scores.shape
         values = np.full((n, r), -np.inf)
         for i in range(r - 1):
-            basis = value_basis(stage_features(table, chain, i), scores[:, : i + 1])
+            stage = features[i] if features is not None else stage_features(table, chain, i)
+            basis = value_basis(stage, scores[:, : i + 1])
             values[:, i] = self._continuation(i, basis)
         return values
 
@@ -177,13 +178,9 @@ class DPCascade(BaseEstimator):
         continuation = self._continuation(stage, value_basis(features, scores))
         return stop_value >= continuation
 
-    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray) -> Outcome:
+    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray,
+                 features: list[np.ndarray] | None = None) -> Outcome:
         stop_value, returned = _stop_values(scores, self.best_so_far)
-        stop = stop_value >= self.continuation_values(table, chain, scores)
+        stop = stop_value >= self.continuation_values(table, chain, scores, features)
         return run_cascade(table, chain, stop, returned)
 
-    def replay(self, table: QueryTable, cache: PredictorCache | None = None) -> Outcome:
-        """Run the fitted policy on every query of a log."""
-        chain = resolve_chain(table, self.chain_)
-        scores = replay_scores(table, chain, self.predictors_, cache)
-        return self._outcome(table, chain, scores)

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ladder.policies.base import Outcome, resolve_chain, run_cascade
-from ladder.policies.stages import PredictorCache, replay_scores
+from ladder.policies.stages import ChainPolicy, PredictorCache
 from ladder.runlog.table import QueryTable
 
 FORMULAS = ("001", "000")
@@ -41,7 +41,7 @@ def seed_thresholds(formula: str, lam: float, costs: np.ndarray,
     return thresholds
 
 
-class SeedHeuristic(BaseEstimator):
+class SeedHeuristic(ChainPolicy, BaseEstimator):
     """Stop when predicted quality ≥ the seed formula's threshold (same predictors as the
     fitted cascades, so only the decision rule differs)."""
 
@@ -64,7 +64,6 @@ class SeedHeuristic(BaseEstimator):
         self.predictors_ = cache.predictors(chain)
         return self
 
-    def replay(self, table: QueryTable, cache: PredictorCache | None = None) -> Outcome:
-        chain = resolve_chain(table, self.chain_)
-        scores = replay_scores(table, chain, self.predictors_, cache)
+    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray,
+                 features: list[np.ndarray] | None = None) -> Outcome:
         return run_cascade(table, chain, scores >= self.thresholds_)

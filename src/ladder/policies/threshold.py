@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ladder.policies.base import Outcome, resolve_chain, run_cascade
-from ladder.policies.stages import PredictorCache, replay_scores
+from ladder.policies.stages import ChainPolicy, PredictorCache
 from ladder.runlog.table import QueryTable
 from ladder.signals import stage_features
 
@@ -65,7 +65,7 @@ def fit_thresholds(scores: np.ndarray, rewards: np.ndarray, max_sweeps: int = 20
     return thresholds
 
 
-class ThresholdCascade(BaseEstimator):
+class ThresholdCascade(ChainPolicy, BaseEstimator):
     """Stop when the stage's predicted quality reaches its fitted threshold.
 
     chain: model names in order (None: the whole ladder); lam: price of one unit of cost.
@@ -96,11 +96,7 @@ class ThresholdCascade(BaseEstimator):
         score = self.predictors_[stage].predict(stage_features(table, chain, stage))
         return score >= self.thresholds_[stage]
 
-    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray) -> Outcome:
+    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray,
+                 features: list[np.ndarray] | None = None) -> Outcome:
         return run_cascade(table, chain, scores >= self.thresholds_)
 
-    def replay(self, table: QueryTable, cache: PredictorCache | None = None) -> Outcome:
-        """Run the fitted policy on every query of a log."""
-        chain = resolve_chain(table, self.chain_)
-        scores = replay_scores(table, chain, self.predictors_, cache)
-        return self._outcome(table, chain, scores)

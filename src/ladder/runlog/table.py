@@ -45,9 +45,9 @@ class QueryTable:
     def index(self, model: str) -> int:
         return self.models.index(model)
 
-    def rows(self, mask_or_index: np.ndarray) -> QueryTable:
-        """The same table restricted to some queries."""
-        sel = np.asarray(mask_or_index)
+    def rows(self, mask_or_index: np.ndarray | slice) -> QueryTable:
+        """The same table restricted to some queries (a slice gives views, no copies)."""
+        sel = mask_or_index if isinstance(mask_or_index, slice) else np.asarray(mask_or_index)
 
         def take(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[sel]
