@@ -9,6 +9,7 @@ signals stay NaN here; predictors impute them and add missing-indicators.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from itertools import combinations
 
 import numpy as np
@@ -21,26 +22,36 @@ PER_STAGE = (
 )
 
 
-def _agree(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """1.0 where two answer codes match, 0.0 where they differ, NaN where either is missing."""
-    return np.where((a < 0) | (b < 0), np.nan, (a == b).astype(float))
+@cache
+def _pair_masks(s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Upper-triangle pair indices and the strictly-lower mask for s stages (cached: numpy
+    builds them slowly, and a live decision needs them at every rung)."""
+    rows, cols = np.triu_indices(s, k=1)
+    return rows, cols, np.tril(np.ones((s, s), dtype=bool), k=-1)[None]
 
 
-def _majority_features(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For an (n, s) matrix of answer codes: share of stages agreeing with the majority
-    answer, whether the last stage is in the majority, number of distinct answers."""
+def _agreement_features(codes: np.ndarray) -> np.ndarray:
+    """For an (n, s) matrix of answer codes: pairwise agreement (1/0, NaN where either is
+    missing) in `combinations` order, then — with two or more stages — the share of stages
+    agreeing with the majority answer, whether the last stage is in the majority, and the
+    number of distinct answers."""
+    n, s = codes.shape
+    if s < 2:
+        return np.empty((n, 0))
     present = codes >= 0
-    same = (codes[:, :, None] == codes[:, None, :]) & present[:, :, None] & present[:, None, :]
+    both = present[:, :, None] & present[:, None, :]
+    same = (codes[:, :, None] == codes[:, None, :]) & both
+    rows, cols, lower = _pair_masks(s)
+    pairs = np.where(both[:, rows, cols], same[:, rows, cols], np.nan)
     support = same.sum(axis=2)
     top = support.max(axis=1)
-    s = codes.shape[1]
     any_present = present.any(axis=1)
     share = np.where(any_present, top / s, np.nan)
-    last_in_majority = np.where(present[:, -1], (support[:, -1] == top).astype(float), np.nan)
-    earlier_same = np.tril(np.ones((s, s), dtype=bool), k=-1)[None] & same
+    last_in_majority = np.where(present[:, -1], support[:, -1] == top, np.nan)
+    earlier_same = lower & same
     first_of_kind = present & ~earlier_same.any(axis=2)
-    distinct = np.where(any_present, first_of_kind.sum(axis=1).astype(float), np.nan)
-    return share, last_in_majority, distinct
+    distinct = np.where(any_present, first_of_kind.sum(axis=1), np.nan)
+    return np.column_stack([pairs, share, last_in_majority, distinct])
 
 
 def feature_names(table: QueryTable, chain: Sequence[int], stage: int) -> list[str]:
@@ -57,27 +68,29 @@ def feature_names(table: QueryTable, chain: Sequence[int], stage: int) -> list[s
 
 
 def stage_features(table: QueryTable, chain: Sequence[int], stage: int) -> np.ndarray:
-    """(n, d) features after `stage` (0-based position in `chain`, model indices of `table`)."""
+    """(n, d) features after `stage` (0-based position in `chain`, model indices of `table`).
+
+    Built with a handful of whole-block numpy operations (not one per column) because a
+    live cascade computes it for a single query at every rung."""
     run = list(chain[: stage + 1])
-    prompt = (
-        np.log1p(table.prompt_len) if table.prompt_len is not None else np.full(table.n, np.nan)
-    )
-    columns = [prompt]
-    for j in run:
-        confidence = table.signals["confidence"][:, j]
-        columns.append(confidence)
-        # log-scale views of both ends: how unlikely the answer is, how far from certain
-        columns.append(np.log(np.clip(confidence, 1e-6, None)))
-        columns.append(np.log(np.clip(1.0 - confidence, 1e-6, None)))
-        columns.append(table.signals["logprob_mean"][:, j])
-        columns.append(table.signals["logprob_min"][:, j])
-        columns.append(np.log1p(table.signals["tokens_out"][:, j]))
-        share = table.sample_share[:, j] if table.sample_share is not None else None
-        columns.append(share if share is not None else np.full(table.n, np.nan))
+    n = table.n
+    prompt = np.log1p(table.prompt_len) if table.prompt_len is not None else np.full(n, np.nan)
+    confidence = table.signals["confidence"][:, run]
+    share = table.sample_share[:, run] if table.sample_share is not None else None
+    per_stage = np.stack(
+        [
+            confidence,
+            # log-scale views of both ends: how unlikely the answer is, how far from certain
+            np.log(np.maximum(confidence, 1e-6)),
+            np.log(np.maximum(1.0 - confidence, 1e-6)),
+            table.signals["logprob_mean"][:, run],
+            table.signals["logprob_min"][:, run],
+            np.log1p(table.signals["tokens_out"][:, run]),
+            share if share is not None else np.full((n, len(run)), np.nan),
+        ],
+        axis=2,
+    ).reshape(n, len(run) * len(PER_STAGE))
+    blocks = [prompt[:, None], per_stage]
     if table.answers is not None:
-        answers = table.answers[:, run]
-        for a, b in combinations(range(len(run)), 2):
-            columns.append(_agree(answers[:, a], answers[:, b]))
-        if len(run) > 1:
-            columns.extend(_majority_features(answers))
-    return np.column_stack(columns).astype(float)
+        blocks.append(_agreement_features(table.answers[:, run]))
+    return np.hstack(blocks).astype(float)
