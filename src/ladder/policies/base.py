@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.model_selection import KFold
 
 from ladder.runlog.table import QueryTable
 
@@ -79,3 +80,10 @@ def single_model(table: QueryTable, model: int) -> Outcome:
     """Every query answered by one model."""
     index = np.full(table.n, model)
     return Outcome(index, index, table.quality[:, model], table.cost[:, model])
+
+
+def held_out_folds(n: int, n_folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded (fit rows, held-out rows) splits used to judge a fit on data it did not see,
+    so that a search over chains does not reward in-sample fitting."""
+    folds = KFold(min(n_folds, n), shuffle=True, random_state=0)
+    return list(folds.split(np.zeros(n)))

@@ -17,11 +17,10 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
-from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ladder.policies.base import Outcome, resolve_chain, run_cascade
+from ladder.policies.base import Outcome, held_out_folds, resolve_chain, run_cascade
 from ladder.policies.stages import ChainPolicy, PredictorCache, chain_scores
 from ladder.predictors import compile_linear
 from ladder.runlog.table import QueryTable
@@ -109,7 +108,7 @@ class DPCascade(ChainPolicy, BaseEstimator):
         self.predictors_ = cache.predictors(chain)
         # judge the fit on held-out folds so chain selection does not reward in-sample fits
         continuation = np.full((n, r), -np.inf)
-        for train_rows, held in KFold(min(5, n), shuffle=True, random_state=0).split(scores):
+        for train_rows, held in held_out_folds(n):
             models = self._backward(bases, stop_value, realized_stop, cost, train_rows)
             for i in range(r - 1):
                 continuation[held, i] = models[i].predict(bases[i][held])

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ladder.policies.base import Outcome, resolve_chain, run_cascade
+from ladder.policies.base import Outcome, held_out_folds, resolve_chain, run_cascade
 from ladder.policies.stages import ChainPolicy, PredictorCache
 from ladder.runlog.table import QueryTable
 from ladder.signals import stage_features
@@ -84,9 +84,15 @@ class ThresholdCascade(ChainPolicy, BaseEstimator):
         cache = cache or PredictorCache(table, self.predictor)
         scores = cache.scores(table, chain)
         self.chain_ = tuple(table.models[i] for i in chain)
-        self.thresholds_ = fit_thresholds(scores, stage_rewards(table, chain, self.lam))
+        rewards = stage_rewards(table, chain, self.lam)
+        self.thresholds_ = fit_thresholds(scores, rewards)
         self.predictors_ = cache.predictors(chain)
-        self.train_objective_ = self._outcome(table, chain, scores).objective(self.lam)
+        # J_λ of thresholds judged on held-out folds, so a chain search is not won in-sample
+        held_value = np.empty(table.n)
+        for fit_rows, held in held_out_folds(table.n):
+            thresholds = fit_thresholds(scores[fit_rows], rewards[fit_rows])
+            held_value[held] = rewards[held, _follow(scores[held], thresholds, 0)]
+        self.train_objective_ = float(held_value.mean())
         return self
 
     def decide(self, table: QueryTable, stage: int) -> np.ndarray:
