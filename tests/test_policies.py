@@ -14,7 +14,12 @@ from ladder.policies.chains import BestChain, candidate_chains
 from ladder.policies.dp import DPCascade
 from ladder.policies.seed_heuristic import SeedHeuristic, seed_thresholds
 from ladder.policies.stages import PredictorCache, replay_chunked, replay_scores
-from ladder.policies.threshold import ThresholdCascade, fit_thresholds, stage_rewards
+from ladder.policies.threshold import (
+    ThresholdCascade,
+    fit_thresholds,
+    shadow_prices,
+    stage_rewards,
+)
 from ladder.runlog import QueryTable
 from ladder.runlog.table import SIGNAL_COLUMNS
 
@@ -566,3 +571,17 @@ def test_chunked_replay_equals_whole_replay(policy_class) -> None:
     whole = replay_part(table, None)
     assert_same_outcome(replay_chunked(table, None, replay_part, chunk=10), whole)
     assert_same_outcome(policy.replay(table), whole)
+
+
+def test_shadow_price_is_marginal_quality_per_marginal_cost() -> None:
+    # 10 queries, 2 stages, θ_0 = 0.5: all 10 reach stage 0 and all are in the band (≥ 10).
+    # Escalating every one of them: Δq = mean(q1 − q0) = (6 − 3) / 10 = 0.3,
+    # Δc = mean(paid1 − paid0) = mean(c1) = 2.0, so the rate is 0.3 / 2.0 = 0.15.
+    scores = np.column_stack([np.linspace(0, 1, 10), np.ones(10)])
+    quality = np.column_stack([[1, 1, 1, 0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 0, 0, 0, 0]])
+    paid = np.column_stack([np.ones(10), np.full(10, 3.0)])
+    rates = shadow_prices(scores, quality.astype(float), paid, np.array([0.5, -np.inf]))
+    assert rates == pytest.approx([0.15])
+    # an unused boundary (everyone goes on) has no marginal queries
+    assert np.isnan(shadow_prices(scores, quality.astype(float), paid,
+                                  np.array([np.inf, -np.inf]))[0])

@@ -235,6 +235,21 @@ the family closes at 98% of that model's quality (1 = as cheap as the oracle).
 - "—": not reached / not defined."""
 
 
+def _shadow_price_section(evaluation: Evaluation) -> list[str]:
+    """theory.md §3's check: at the optimum each stage boundary trades quality for cost at
+    the same rate λ. Shown for threshold policies on their chains, measured on train."""
+    rows = [[fmt(p.lam, "lambda"), " → ".join(p.chain),
+             ", ".join(DASH if x is None else f"{x / p.lam:.2f}" for x in p.shadow_prices)]
+            for p in evaluation.family_points("threshold") if p.lam > 0 and p.shadow_prices]
+    if not rows:
+        return []
+    return ["## Shadow-price check (threshold, train split)", "",
+            "Marginal Δquality/Δcost of escalating the queries nearest each stage's threshold, "
+            "divided by λ: 1 means the boundary trades at λ as the optimum requires; "
+            f"{DASH} = boundary unused (everyone stops or goes on).", "",
+            _table(["λ", "chain", "rate / λ per boundary"], rows), ""]
+
+
 def write_report(evaluation: Evaluation, directory: Path, title: str = "ladder evaluation") -> Path:
     """Write report.md, frontier.png and stage_mix.png into `directory`; return report.md."""
     directory = Path(directory)
@@ -265,6 +280,7 @@ def write_report(evaluation: Evaluation, directory: Path, title: str = "ladder e
                  _describe(_vertex_point(evaluation, family, v))]
                 for v in sorted(summary["hull"], key=lambda v: v["cost"])]
         out += [f"### {family}", "", _table(["λ", "cost", "quality", "policy"], rows), ""]
+    out += _shadow_price_section(evaluation)
     out += ["## Where the cascades stop", "", "![stage mix](stage_mix.png)", "",
             "## Quality predictors (test, full ladder in cost order)", "",
             _table(["stage", "model", "AUROC", "Brier", "raw-confidence AUROC"],

@@ -40,6 +40,7 @@ class PolicyPoint:
     train_quality: float
     chain: tuple[str, ...]
     stage_mix: dict[str, float]
+    shadow_prices: tuple[float, ...] = ()
 
 
 @dataclass
@@ -77,10 +78,12 @@ def _point(policy: BaseEstimator, family: str, lam: float, train: QueryTable,
     on_test = policy.replay(test, cache)
     on_train = policy.replay(train, cache)
     chain = getattr(policy, "chain_", None) or (getattr(policy, "model_", None),)
+    rates = getattr(getattr(policy, "policy_", policy), "shadow_prices_", ())
     return PolicyPoint(
         family, float(lam), on_test.mean_cost, on_test.mean_quality,
         on_train.mean_cost, on_train.mean_quality,
         tuple(c for c in chain if c is not None), on_test.stage_mix(test.models),
+        tuple(None if np.isnan(x) else float(x) for x in rates),
     )
 
 
@@ -237,7 +240,8 @@ def to_json(evaluation: Evaluation) -> dict:
         "policies": [
             {"family": p.family, "lambda": p.lam, "cost": p.cost, "quality": p.quality,
              "train_cost": p.train_cost, "train_quality": p.train_quality,
-             "chain": list(p.chain), "stage_mix": p.stage_mix}
+             "chain": list(p.chain), "stage_mix": p.stage_mix,
+             "shadow_prices": list(p.shadow_prices)}
             for p in evaluation.points
         ],
         "summary": evaluation.summary,

@@ -65,6 +65,30 @@ def fit_thresholds(scores: np.ndarray, rewards: np.ndarray, max_sweeps: int = 20
     return thresholds
 
 
+def shadow_prices(scores: np.ndarray, quality: np.ndarray, paid: np.ndarray,
+                  thresholds: np.ndarray, band: float = 0.1) -> np.ndarray:
+    """Marginal quality per marginal cost at each stage boundary (theory.md §3 check).
+
+    For the queries reaching stage i whose scores lie closest to θ_i (the `band` share,
+    at least 10), Δq/Δc of escalating them rather than stopping. At the optimum every
+    boundary trades at the same rate, λ. NaN where the boundary is unused (θ = ±inf).
+    quality: (n, r) quality of each stage; paid: (n, r) cumulative cost."""
+    r = scores.shape[1]
+    rates = np.full(r - 1, np.nan)
+    stop_stage = _follow(scores, thresholds, 0)
+    for i in range(r - 1):
+        reach = np.flatnonzero(stop_stage >= i)
+        if not np.isfinite(thresholds[i]) or len(reach) == 0:
+            continue
+        m = min(len(reach), max(10, int(band * len(reach))))
+        near = reach[np.argsort(np.abs(scores[reach, i] - thresholds[i]), kind="stable")[:m]]
+        later = _follow(scores[near], thresholds, i + 1)
+        d_quality = (quality[near, later] - quality[near, i]).mean()
+        d_cost = (paid[near, later] - paid[near, i]).mean()
+        rates[i] = d_quality / d_cost if d_cost > 0 else np.nan
+    return rates
+
+
 class ThresholdCascade(ChainPolicy, BaseEstimator):
     """Stop when the stage's predicted quality reaches its fitted threshold.
 
@@ -93,6 +117,10 @@ class ThresholdCascade(ChainPolicy, BaseEstimator):
             thresholds = fit_thresholds(scores[fit_rows], rewards[fit_rows])
             held_value[held] = rewards[held, _follow(scores[held], thresholds, 0)]
         self.train_objective_ = float(held_value.mean())
+        self.shadow_prices_ = shadow_prices(
+            scores, table.quality[:, chain], np.cumsum(table.cost[:, chain], axis=1),
+            self.thresholds_,
+        )
         return self
 
     def decide(self, table: QueryTable, stage: int) -> np.ndarray:
