@@ -34,15 +34,19 @@ class BestChain(BaseEstimator):
     """A cascade over the best chain of models for a given λ.
 
     kind: 'threshold' or 'dp'; max_stages: longest subsequence searched (besides the full
-    ladder); dp_candidates: how many of the best threshold chains the DP is fitted on.
+    ladder); dp_candidates: how many of the best threshold chains the DP is fitted on;
+    dp_targets: the DP regression targets tried on each ('value', 'realized'). Every choice
+    is made on the training split by held-out-fold objective.
     """
 
     def __init__(self, kind: str = "threshold", lam: float = 0.0, max_stages: int = 3,
-                 dp_candidates: int = 3, predictor: str = "logistic"):
+                 dp_candidates: int = 3, dp_targets: tuple[str, ...] = ("value", "realized"),
+                 predictor: str = "logistic"):
         self.kind = kind
         self.lam = lam
         self.max_stages = max_stages
         self.dp_candidates = dp_candidates
+        self.dp_targets = dp_targets
         self.predictor = predictor
 
     @property
@@ -60,8 +64,10 @@ class BestChain(BaseEstimator):
         fitted.sort(key=lambda p: p.train_objective_, reverse=True)
         if self.kind == "dp":
             fitted = [
-                DPCascade(list(p.chain_), self.lam, self.predictor).fit(table, cache)
+                DPCascade(list(p.chain_), self.lam, self.predictor, target=target)
+                .fit(table, cache)
                 for p in fitted[: self.dp_candidates]
+                for target in self.dp_targets
             ]
             fitted.sort(key=lambda p: p.train_objective_, reverse=True)
         self.policy_ = fitted[0]
