@@ -585,3 +585,15 @@ def test_shadow_price_is_marginal_quality_per_marginal_cost() -> None:
     # an unused boundary (everyone goes on) has no marginal queries
     assert np.isnan(shadow_prices(scores, quality.astype(float), paid,
                                   np.array([np.inf, -np.inf]))[0])
+
+
+def test_dp_best_chain_fits_only_the_given_chains() -> None:
+    rng = np.random.default_rng(5)
+    confidence = rng.random((80, 3))
+    quality = (rng.random((80, 3)) < confidence).astype(float)
+    table = make_table(quality, [1.0, 3.0, 9.0], confidence)
+    ranked = BestChain("threshold", lam=0.01).fit(table).ranking_
+    assert len(ranked) == 7 and len(set(ranked)) == 7  # 3 + 3 + 1 chains of k = 3, max 3
+    policy = BestChain("dp", lam=0.01, chains=[("b", "c")]).fit(table)
+    assert policy.chain_ == ("b", "c")
+    assert policy.policy_.target in ("value", "realized")

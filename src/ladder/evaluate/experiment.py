@@ -20,7 +20,7 @@ from ladder.evaluate.frontier import (
     upper_hull,
 )
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
-from ladder.policies.chains import BestChain
+from ladder.policies.chains import DP_CANDIDATES, BestChain
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
 from ladder.runlog.table import QueryTable
@@ -187,18 +187,26 @@ def _evaluate(
         plan += [("fixed", 0.0, lambda m=m: FixedModel(m)) for m in train.models]
     if "oracle" in families:
         plan += [("oracle", lam, lambda lam=lam: Oracle(lam)) for lam in lambdas]
-    for kind in ("threshold", "dp"):
-        if kind in families or (kind == "dp" and "random" in families):
-            plan += [(kind, lam, lambda k=kind, lam=lam: BestChain(k, lam, max_stages,
-                                                                    predictor=predictor))
-                     for lam in lambdas]
+    policies: dict[tuple[str, float], BaseEstimator] = {}
+
+    def dp_at(lam: float) -> BestChain:
+        """A DP over the threshold search's best chains at the same λ when it ran already."""
+        searched = policies.get(("threshold", lam))
+        chains = searched.ranking_[:DP_CANDIDATES] if searched else None
+        return BestChain("dp", lam, max_stages, chains=chains, predictor=predictor)
+
+    if "threshold" in families:
+        plan += [("threshold", lam, lambda lam=lam: BestChain("threshold", lam, max_stages,
+                                                              predictor=predictor))
+                 for lam in lambdas]
+    if "dp" in families or "random" in families:
+        plan += [("dp", lam, lambda lam=lam: dp_at(lam)) for lam in lambdas]
     if "seed_heuristic" in families:
         plan += [("seed_heuristic", lam, lambda lam=lam: SeedHeuristic(None, lam,
                                                                        predictor=predictor))
                  for lam in SEED_LAMBDAS]
     total = len(plan) + (len(lambdas) if "random" in families else 0)
     points: list[PolicyPoint] = []
-    policies: dict[tuple[str, float], BaseEstimator] = {}
     for family, lam, make in plan:
         policy = make().fit(train, cache)
         policies[(family, lam)] = policy

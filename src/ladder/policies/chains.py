@@ -8,7 +8,7 @@ and the one with the best training objective wins; DP cascades are fitted on the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import combinations
 
 from sklearn.base import BaseEstimator
@@ -18,6 +18,8 @@ from ladder.policies.dp import DPCascade
 from ladder.policies.stages import PredictorCache
 from ladder.policies.threshold import ThresholdCascade
 from ladder.runlog.table import QueryTable
+
+DP_CANDIDATES = 3  # best threshold chains a DP is fitted on
 
 
 def candidate_chains(models: tuple[str, ...], max_stages: int) -> Iterator[tuple[str, ...]]:
@@ -35,18 +37,22 @@ class BestChain(BaseEstimator):
 
     kind: 'threshold' or 'dp'; max_stages: longest subsequence searched (besides the full
     ladder); dp_candidates: how many of the best threshold chains the DP is fitted on;
-    dp_targets: the DP regression targets tried on each ('value', 'realized'). Every choice
-    is made on the training split by held-out-fold objective.
+    dp_targets: the DP regression targets tried on each ('value', 'realized'); chains: the
+    DP's candidate chains when already ranked (e.g. a threshold BestChain's `ranking_` at the
+    same λ), skipping the threshold search. Every choice is made on the training split by
+    held-out-fold objective.
     """
 
     def __init__(self, kind: str = "threshold", lam: float = 0.0, max_stages: int = 3,
-                 dp_candidates: int = 3, dp_targets: tuple[str, ...] = ("value", "realized"),
-                 predictor: str = "logistic"):
+                 dp_candidates: int = DP_CANDIDATES,
+                 dp_targets: tuple[str, ...] = ("value", "realized"),
+                 chains: Sequence[Sequence[str]] | None = None, predictor: str = "logistic"):
         self.kind = kind
         self.lam = lam
         self.max_stages = max_stages
         self.dp_candidates = dp_candidates
         self.dp_targets = dp_targets
+        self.chains = chains
         self.predictor = predictor
 
     @property
@@ -57,16 +63,21 @@ class BestChain(BaseEstimator):
         if self.kind not in ("threshold", "dp"):
             raise ValueError(f"unknown cascade kind '{self.kind}'; choose threshold or dp")
         cache = cache or PredictorCache(table, self.predictor)
-        fitted = [
-            ThresholdCascade(list(chain), self.lam, self.predictor).fit(table, cache)
-            for chain in candidate_chains(table.models, self.max_stages)
-        ]
-        fitted.sort(key=lambda p: p.train_objective_, reverse=True)
+        if self.kind == "dp" and self.chains is not None:
+            candidates = [tuple(c) for c in self.chains]
+        else:
+            fitted = [
+                ThresholdCascade(list(chain), self.lam, self.predictor).fit(table, cache)
+                for chain in candidate_chains(table.models, self.max_stages)
+            ]
+            fitted.sort(key=lambda p: p.train_objective_, reverse=True)
+            self.ranking_ = [p.chain_ for p in fitted]
+            candidates = self.ranking_[: self.dp_candidates]
         if self.kind == "dp":
             fitted = [
-                DPCascade(list(p.chain_), self.lam, self.predictor, target=target)
+                DPCascade(list(chain), self.lam, self.predictor, target=target)
                 .fit(table, cache)
-                for p in fitted[: self.dp_candidates]
+                for chain in candidates
                 for target in self.dp_targets
             ]
             fitted.sort(key=lambda p: p.train_objective_, reverse=True)
