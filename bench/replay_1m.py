@@ -47,25 +47,6 @@ def peak_mib(fn: Callable[[], object]) -> float:
     return (peak - base) / 2**20
 
 
-def view(t: QueryTable, lo: int, hi: int) -> QueryTable:
-    """Rows lo:hi of a table as numpy views (no copy), for the chunked what-if."""
-    s = slice(lo, hi)
-
-    def take(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else a[s]
-
-    return replace(t, query_ids=t.query_ids[s], quality=t.quality[s], cost=t.cost[s],
-                   signals={k: v[s] for k, v in t.signals.items()}, answers=take(t.answers),
-                   sample_share=take(t.sample_share), prompt_len=take(t.prompt_len),
-                   split=take(t.split), benchmark=take(t.benchmark))
-
-
-def chunked(policy: ThresholdCascade | DPCascade, t: QueryTable, size: int) -> float:
-    """Replay chunk by chunk; mean quality over all rows (so the outcomes are used)."""
-    outs = [policy.replay(view(t, lo, lo + size)) for lo in range(0, t.n, size)]
-    return float(np.concatenate([o.quality for o in outs]).mean())
-
-
 def table_mib(t: QueryTable) -> float:
     arrays = [t.query_ids, t.quality, t.cost, *t.signals.values(), t.answers, t.sample_share,
               t.prompt_len, t.split, t.benchmark]
@@ -76,7 +57,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--chunk", type=int, default=5000, help="rows per chunk (what-if rows)")
     args = parser.parse_args()
 
     table = load_mmlu()
@@ -89,30 +69,24 @@ def main() -> None:
     big = replace(test.rows(pick), query_ids=np.arange(args.n))
     build = time.perf_counter() - t0
     chain = resolve_chain(big, CHAIN)
-    scores = chain_scores(big, chain, thr.predictors_)
 
-    def dp_rule() -> object:
+    def thr_all_stages() -> object:
+        return run_cascade(big, chain, chain_scores(big, chain, thr.predictors_) >= thr.thresholds_)
+
+    def dp_all_stages() -> object:
+        scores = chain_scores(big, chain, dp.predictors_)
         stop_value, returned = _stop_values(scores, dp.best_so_far)
         stop = stop_value >= dp.continuation_values(big, chain, scores)
         return run_cascade(big, chain, stop, returned)
 
     thr_total, dp_total = "threshold: replay (total)", "dp: replay (total)"
-    thr_chunked = f"what-if: threshold replay in {args.chunk:,}-row chunks"
-    dp_chunked = f"what-if: dp replay in {args.chunk:,}-row chunks"
     rows: list[tuple[str, Callable[[], object]]] = [
         (thr_total, lambda: thr.replay(big)),
-        ("  features: stage_features, all 5 stages",
+        ("  for comparison: every stage of every query at once, whole table", thr_all_stages),
+        ("  of which features: stage_features, all 5 stages",
          lambda: [stage_features(big, chain, i) for i in range(len(chain))]),
-        ("  features + predictors: chain_scores", lambda: chain_scores(big, chain,
-                                                                       thr.predictors_)),
-        ("  rule: run_cascade(scores ≥ θ)",
-         lambda: run_cascade(big, chain, scores >= thr.thresholds_)),
         (dp_total, lambda: dp.replay(big)),
-        ("  features + predictors: chain_scores", lambda: chain_scores(big, chain,
-                                                                       dp.predictors_)),
-        ("  rule: continuation_values (features again + value models) + run_cascade", dp_rule),
-        (thr_chunked, lambda: chunked(thr, big, args.chunk)),
-        (dp_chunked, lambda: chunked(dp, big, args.chunk)),
+        ("  for comparison: every stage of every query at once, whole table", dp_all_stages),
     ]
     print(f"Machine: {machine()}\n")
     print(f"{args.n:,} queries resampled from {test.n} MMLU test rows (seed 0), built in "
@@ -122,23 +96,22 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     best: dict[str, float] = {}
     for name, fn in rows:
-        total = not name.startswith(" ")  # parts: one run each, no memory pass
+        total = not name.startswith(" ")  # comparison rows: one run each, no memory pass
         lo, med = seconds(fn, args.repeat if total else 1)
         best[name] = lo
         peak = f"{peak_mib(fn):.0f}" if total else "–"
         print(f"| {name} | {lo:.2f} | {med:.2f} | {args.n / lo:,.0f} | {peak} |")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nprocess peak RSS (ru_maxrss): {rss:,.0f} MiB")
-    for name in (thr_total, dp_total, thr_chunked, dp_chunked):
+    for name in (thr_total, dp_total):
         met = "met" if best[name] <= 5 else "NOT met"
         print(f"{name}: {best[name]:.2f} s vs target 5 s: {met}")
     small, large = thr.replay(test), thr.replay(big)
-    print(f"sanity (threshold): mean quality {large.mean_quality:.4f} on the {args.n:,}-query "
-          f"log vs {small.mean_quality:.4f} on test; chunked replay gives "
-          f"{chunked(thr, big, args.chunk):.4f}")
-    print(f"same-run ratios: dp / threshold = {best[dp_total] / best[thr_total]:.1f}×; "
-          f"whole / chunked: threshold {best[thr_total] / best[thr_chunked]:.1f}×, "
-          f"dp {best[dp_total] / best[dp_chunked]:.1f}×")
+    same = all(np.array_equal(p.replay(big).chosen, rule().chosen)
+               for p, rule in ((thr, thr_all_stages), (dp, dp_all_stages)))
+    print(f"sanity: threshold mean quality {large.mean_quality:.4f} on the {args.n:,}-query "
+          f"log vs {small.mean_quality:.4f} on test; replay and all-stages decisions equal: {same}")
+    print(f"same-run ratio: dp / threshold = {best[dp_total] / best[thr_total]:.1f}×")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -555,22 +556,40 @@ def test_zellinger_mmlu_cascade_between_its_models(mmlu_pair: QueryTable, kind: 
 # --- chunked replay ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("policy_class", [ThresholdCascade, DPCascade])
-def test_chunked_replay_equals_whole_replay(policy_class) -> None:
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ThresholdCascade(lam=0.02),
+        lambda: DPCascade(lam=0.02),
+        lambda: DPCascade(lam=0.02, best_so_far=False, target="realized"),
+        lambda: SeedHeuristic(lam=0.5),
+    ],
+)
+def test_sequential_chunked_replay_equals_all_stages_rule(make) -> None:
+    # the live path (stage by stage, only climbing queries, in chunks) and the evaluation's
+    # path (every stage's scores at once, `_outcome`) must take the same decisions
     rng = np.random.default_rng(3)
     n = 103
     confidence = rng.random((n, 3))
     quality = (rng.random((n, 3)) < confidence).astype(float)
-    table = make_table(quality, [1.0, 3.0, 9.0], confidence)
-    policy = policy_class(lam=0.02).fit(table)
+    answers = rng.integers(0, 3, (n, 3))
+    table = dataclasses.replace(make_table(quality, [1.0, 3.0, 9.0], confidence), answers=answers)
+    policy = make().fit(table)
     chain = list(range(3))
+    all_stages = policy._outcome(table, chain, replay_scores(table, chain, policy.predictors_))
 
-    def replay_part(part: QueryTable, cache: object) -> Outcome:
-        return policy._outcome(part, chain, replay_scores(part, chain, policy.predictors_, cache))
+    def sequential(part: QueryTable, cache: object) -> Outcome:
+        return policy._replay_sequential(part, chain)
 
-    whole = replay_part(table, None)
-    assert_same_outcome(replay_chunked(table, None, replay_part, chunk=10), whole)
-    assert_same_outcome(policy.replay(table), whole)
+    assert_same_outcome(replay_chunked(table, None, sequential, chunk=10), all_stages)
+    assert_same_outcome(policy.replay(table), all_stages)
+    for stage in range(3):
+        stops = policy.decide(table, stage)
+        assert stops.shape == (n,)
+        reached = all_stages.last_run >= stage
+        # a query that stopped at this stage was told to stop here
+        assert stops[all_stages.last_run == stage].all()
+        assert not stops[reached & (all_stages.last_run > stage)].any()
 
 
 def test_shadow_price_is_marginal_quality_per_marginal_cost() -> None:

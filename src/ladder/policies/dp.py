@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ladder.policies.base import Outcome, held_out_folds, resolve_chain, run_cascade
-from ladder.policies.stages import ChainPolicy, PredictorCache, chain_scores
+from ladder.policies.stages import ChainPolicy, PredictorCache
 from ladder.predictors import compile_linear
 from ladder.runlog.table import QueryTable
 from ladder.signals import stage_features
@@ -79,6 +79,7 @@ class DPCascade(ChainPolicy, BaseEstimator):
     """
 
     family = "dp"
+    uses_earlier_scores = True
 
     def __init__(self, chain: Sequence[str] | None = None, lam: float = 0.0,
                  predictor: str = "logistic", value_model: str = "ridge",
@@ -136,14 +137,13 @@ class DPCascade(ChainPolicy, BaseEstimator):
                                 realized - self.lam * cost[rows, i + 1])
         return models
 
-    def continuation_values(self, table: QueryTable, chain: list[int], scores: np.ndarray,
-                            features: list[np.ndarray] | None = None) -> np.ndarray:
+    def continuation_values(self, table: QueryTable, chain: list[int],
+                            scores: np.ndarray) -> np.ndarray:
         """(n, r) estimated value of going on after each stage (−inf at the last)."""
         n, r = scores.shape
         values = np.full((n, r), -np.inf)
         for i in range(r - 1):
-            stage = features[i] if features is not None else stage_features(table, chain, i)
-            basis = value_basis(stage, scores[:, : i + 1])
+            basis = value_basis(stage_features(table, chain, i), scores[:, : i + 1])
             values[:, i] = self._continuation(i, basis)
         return values
 
@@ -158,28 +158,17 @@ class DPCascade(ChainPolicy, BaseEstimator):
             return compiled.decision(basis)
         return self.value_models_[stage].predict(basis)
 
-    def decide(self, table: QueryTable, stage: int,
-               earlier_scores: np.ndarray | None = None) -> np.ndarray:
-        """Stop (True) or escalate after `stage` for each query of `table`.
-
-        earlier_scores: (n, stage) predicted qualities of the stages already run, as a
-        runtime keeps them; computed here when not given."""
-        chain = resolve_chain(table, self.chain_)
-        features = stage_features(table, chain, stage)
-        current = self.predictors_[stage].predict(features)[:, None]
-        if earlier_scores is None:
-            earlier_scores = chain_scores(table, chain[:stage], self.predictors_[:stage]) \
-                if stage else np.empty((table.n, 0))
-        scores = np.hstack([earlier_scores, current])
+    def _stops(self, stage: int, scores: np.ndarray, features: np.ndarray) -> np.ndarray:
         stop_value = scores.max(axis=1) if self.best_so_far else scores[:, -1]
-        if stage == len(chain) - 1:
-            return np.ones(table.n, dtype=bool)
-        continuation = self._continuation(stage, value_basis(features, scores))
-        return stop_value >= continuation
+        return stop_value >= self._continuation(stage, value_basis(features, scores))
 
-    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray,
-                 features: list[np.ndarray] | None = None) -> Outcome:
+    def _answer_position(self, scores: np.ndarray) -> np.ndarray:
+        if self.best_so_far:
+            return scores.argmax(axis=1)
+        return super()._answer_position(scores)
+
+    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray) -> Outcome:
         stop_value, returned = _stop_values(scores, self.best_so_far)
-        stop = stop_value >= self.continuation_values(table, chain, scores, features)
+        stop = stop_value >= self.continuation_values(table, chain, scores)
         return run_cascade(table, chain, stop, returned)
 

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ladder.policies.base import Outcome, resolve_chain, run_cascade
-from ladder.policies.stages import ChainPolicy, PredictorCache
+from ladder.policies.base import resolve_chain
+from ladder.policies.stages import PredictorCache
+from ladder.policies.threshold import ThresholdRule
 from ladder.runlog.table import QueryTable
 
 FORMULAS = ("001", "000")
@@ -41,7 +42,7 @@ def seed_thresholds(formula: str, lam: float, costs: np.ndarray,
     return thresholds
 
 
-class SeedHeuristic(ChainPolicy, BaseEstimator):
+class SeedHeuristic(ThresholdRule, BaseEstimator):
     """Stop when predicted quality ≥ the seed formula's threshold (same predictors as the
     fitted cascades, so only the decision rule differs)."""
 
@@ -63,7 +64,3 @@ class SeedHeuristic(ChainPolicy, BaseEstimator):
         self.thresholds_ = seed_thresholds(self.formula, self.lam, costs, next_quality)
         self.predictors_ = cache.predictors(chain)
         return self
-
-    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray,
-                 features: list[np.ndarray] | None = None) -> Outcome:
-        return run_cascade(table, chain, scores >= self.thresholds_)

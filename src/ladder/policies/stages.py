@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ladder.policies.base import Outcome, resolve_chain
+from ladder.policies.base import Outcome, resolve_chain, run_cascade
 from ladder.predictors import QualityPredictor
 from ladder.runlog.table import QueryTable
 from ladder.signals import stage_features
@@ -98,16 +98,65 @@ def replay_chunked(
 
 
 class ChainPolicy:
-    """Replay shared by the cascades that score a fitted chain stage by stage; subclasses
-    give `_outcome(table, chain, scores)`, the rule applied to the scores."""
+    """Replay and single decisions shared by the cascades that score a fitted chain stage by
+    stage. Subclasses give the rule twice: `_stops` for the queries at one stage (live
+    decisions, sequential replay) and `_outcome` for all stages at once (the evaluation's
+    cached scores); tests hold the two to the same decisions."""
 
     chain_: tuple[str, ...]
     predictors_: list[QualityPredictor]
+    uses_earlier_scores = False  # whether `_stops` looks at stages before the current one
 
-    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray,
-                 features: list[np.ndarray] | None = None) -> Outcome:
-        """The rule applied to the stage scores (`features`: each stage's, when at hand)."""
+    def _stops(self, stage: int, scores: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Stop (True) after `stage` given the scores so far (m, stage + 1) and its features."""
         raise NotImplementedError
+
+    def _answer_position(self, scores: np.ndarray) -> np.ndarray:
+        """Chain position of the answer returned when stopping with these scores so far."""
+        return np.full(len(scores), scores.shape[1] - 1)
+
+    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray) -> Outcome:
+        """The rule applied to every stage's scores at once."""
+        raise NotImplementedError
+
+    def decide(self, table: QueryTable, stage: int,
+               earlier_scores: np.ndarray | None = None) -> np.ndarray:
+        """Stop (True) or escalate after `stage` for each query of `table`: features,
+        predictor and rule for that one stage. earlier_scores: (n, stage) predicted
+        qualities of the stages already run, as a runtime keeps them; computed when needed."""
+        chain = resolve_chain(table, self.chain_)
+        if stage == len(chain) - 1:
+            return np.ones(table.n, dtype=bool)
+        features = stage_features(table, chain, stage)
+        current = self.predictors_[stage].predict(features)[:, None]
+        if earlier_scores is None:
+            earlier_scores = (
+                chain_scores(table, chain[:stage], self.predictors_[:stage])
+                if stage and self.uses_earlier_scores else np.empty((table.n, 0))
+            )
+        return self._stops(stage, np.hstack([earlier_scores, current]), features)
+
+    def _replay_sequential(self, table: QueryTable, chain: list[int]) -> Outcome:
+        """Climb stage by stage, computing a stage's features and score only for the queries
+        still climbing, as a live cascade does."""
+        n, r = table.n, len(chain)
+        scores = np.zeros((n, r))
+        stop = np.zeros((n, r), dtype=bool)
+        returned = np.zeros((n, r), dtype=int)
+        active = np.arange(n)
+        for i in range(r):
+            climbing = table if len(active) == n else table.rows(active)
+            features = stage_features(climbing, chain, i)
+            scores[active, i] = self.predictors_[i].predict(features)
+            so_far = scores[active, : i + 1]
+            stops = (np.ones(len(active), dtype=bool) if i == r - 1
+                     else self._stops(i, so_far, features))
+            stop[active[stops], i] = True
+            returned[active[stops], i] = self._answer_position(so_far[stops])
+            active = active[~stops]
+            if len(active) == 0:
+                break
+        return run_cascade(table, chain, stop, returned)
 
     def replay(self, table: QueryTable, cache: PredictorCache | None = None) -> Outcome:
         """Run the fitted policy on every query of a log."""
@@ -116,10 +165,6 @@ class ChainPolicy:
         def replay_part(part: QueryTable, part_cache: PredictorCache | None) -> Outcome:
             if part_cache is not None:
                 return self._outcome(part, chain, part_cache.scores(part, chain))
-            features = [stage_features(part, chain, i) for i in range(len(chain))]
-            scores = np.column_stack(
-                [p.predict(f) for p, f in zip(self.predictors_, features, strict=True)]
-            )
-            return self._outcome(part, chain, scores, features)
+            return self._replay_sequential(part, chain)
 
         return replay_chunked(table, cache, replay_part)

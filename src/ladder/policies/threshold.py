@@ -15,7 +15,6 @@ from sklearn.base import BaseEstimator
 from ladder.policies.base import Outcome, held_out_folds, resolve_chain, run_cascade
 from ladder.policies.stages import ChainPolicy, PredictorCache
 from ladder.runlog.table import QueryTable
-from ladder.signals import stage_features
 
 
 def stage_rewards(table: QueryTable, chain: Sequence[int], lam: float) -> np.ndarray:
@@ -89,7 +88,19 @@ def shadow_prices(scores: np.ndarray, quality: np.ndarray, paid: np.ndarray,
     return rates
 
 
-class ThresholdCascade(ChainPolicy, BaseEstimator):
+class ThresholdRule(ChainPolicy):
+    """Stop when the current stage's score reaches its threshold (`thresholds_`)."""
+
+    thresholds_: np.ndarray
+
+    def _stops(self, stage: int, scores: np.ndarray, features: np.ndarray) -> np.ndarray:
+        return scores[:, -1] >= self.thresholds_[stage]
+
+    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray) -> Outcome:
+        return run_cascade(table, chain, scores >= self.thresholds_)
+
+
+class ThresholdCascade(ThresholdRule, BaseEstimator):
     """Stop when the stage's predicted quality reaches its fitted threshold.
 
     chain: model names in order (None: the whole ladder); lam: price of one unit of cost.
@@ -123,14 +134,5 @@ class ThresholdCascade(ChainPolicy, BaseEstimator):
         )
         return self
 
-    def decide(self, table: QueryTable, stage: int) -> np.ndarray:
-        """Stop (True) or escalate after `stage` for each query of `table`: features,
-        predictor and rule for that one stage."""
-        chain = resolve_chain(table, self.chain_)
-        score = self.predictors_[stage].predict(stage_features(table, chain, stage))
-        return score >= self.thresholds_[stage]
 
-    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray,
-                 features: list[np.ndarray] | None = None) -> Outcome:
-        return run_cascade(table, chain, scores >= self.thresholds_)
 
