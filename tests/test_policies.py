@@ -14,7 +14,7 @@ from ladder.policies.baselines import FixedModel, Oracle, RandomMix
 from ladder.policies.chains import BestChain, candidate_chains
 from ladder.policies.dp import DPCascade
 from ladder.policies.seed_heuristic import SeedHeuristic, seed_thresholds
-from ladder.policies.stages import PredictorCache, replay_chunked, replay_scores
+from ladder.policies.stages import PredictorCache, chain_scores, replay_chunked
 from ladder.policies.threshold import (
     ThresholdCascade,
     fit_thresholds,
@@ -576,7 +576,7 @@ def test_sequential_chunked_replay_equals_all_stages_rule(make) -> None:
     table = dataclasses.replace(make_table(quality, [1.0, 3.0, 9.0], confidence), answers=answers)
     policy = make().fit(table)
     chain = list(range(3))
-    all_stages = policy._outcome(table, chain, replay_scores(table, chain, policy.predictors_))
+    all_stages = policy._outcome(table, chain, chain_scores(table, chain, policy.predictors_))
 
     def sequential(part: QueryTable, cache: object) -> Outcome:
         return policy._replay_sequential(part, chain)

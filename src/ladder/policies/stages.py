@@ -67,17 +67,6 @@ def chain_scores(
     )
 
 
-def replay_scores(
-    table: QueryTable,
-    chain: Sequence[int],
-    predictors: Sequence[QualityPredictor],
-    cache: PredictorCache | None = None,
-) -> np.ndarray:
-    """Scores of a fitted chain on a log, from the shared cache when one is given."""
-    if cache is not None:
-        return cache.scores(table, chain)
-    return chain_scores(table, chain, predictors)
-
 
 REPLAY_CHUNK = 5_000
 
