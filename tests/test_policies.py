@@ -616,3 +616,16 @@ def test_dp_best_chain_fits_only_the_given_chains() -> None:
     policy = BestChain("dp", lam=0.01, chains=[("b", "c")]).fit(table)
     assert policy.chain_ == ("b", "c")
     assert policy.policy_.target in ("value", "realized")
+
+
+def test_dp_refit_decides_with_the_new_value_models() -> None:
+    rng = np.random.default_rng(7)
+    confidence = rng.random((90, 3))
+    quality = (rng.random((90, 3)) < confidence).astype(float)
+    table = make_table(quality, [1.0, 3.0, 9.0], confidence)
+    policy = DPCascade(lam=0.0).fit(table)
+    policy.decide(table, 0)  # builds the numpy form of the λ = 0 value models
+    policy.set_params(lam=1.0).fit(table)
+    fresh = DPCascade(lam=1.0).fit(table)
+    for stage in range(2):
+        np.testing.assert_array_equal(policy.decide(table, stage), fresh.decide(table, stage))

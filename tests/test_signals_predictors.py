@@ -235,3 +235,14 @@ def test_predictor_without_calibration_and_few_positives() -> None:
     model = QualityPredictor().fit(X, y1)
     np.testing.assert_allclose(model.oof_, np.full(60, 1 / 60))
     assert model.calibrator_ is None
+
+
+def test_refit_predicts_with_the_new_model() -> None:
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(120, 3))
+    first, second = (X[:, 0] > 0).astype(float), (X[:, 0] < 0).astype(float)
+    predictor = QualityPredictor().fit(X, first)
+    before = predictor.predict(X)  # builds the numpy fast path of the first model
+    after = predictor.fit(X, second).predict(X)
+    np.testing.assert_allclose(after, QualityPredictor().fit(X, second).predict(X))
+    assert roc_auc_score(second, after) > 0.9 > roc_auc_score(second, before)

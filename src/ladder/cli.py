@@ -128,7 +128,6 @@ def evaluate_command(
 
         evaluation = evaluate(train, test, split=how, n_lambdas=lambdas, max_stages=max_stages,
                               predictor=predictor, progress=advance)
-    evaluation.dropped = table.dropped
     out = Console() if sys.stdout.isatty() else Console(width=140)
     out.print(_models_table(evaluation))
     out.print(_summary_table(evaluation))

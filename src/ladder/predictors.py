@@ -136,6 +136,7 @@ class QualityPredictor(BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray) -> QualityPredictor:
         X = np.asarray(X, dtype=float)
         y = np.asarray(y, dtype=float)
+        self.__dict__.pop("_compiled", None)  # a refit must not predict with the old model
         template = self._pipeline()
         raw_oof = np.empty(len(y))
         strata = (y >= 0.5).astype(int)

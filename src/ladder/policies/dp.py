@@ -105,6 +105,7 @@ class DPCascade(ChainPolicy, BaseEstimator):
                  for i in range(r - 1)]
         everyone = np.arange(n)
         self.value_models_ = self._backward(bases, stop_value, realized_stop, cost, everyone)
+        self.__dict__.pop("_compiled_values", None)  # rebuilt from the new value models
         self.chain_ = tuple(table.models[i] for i in chain)
         self.predictors_ = cache.predictors(chain)
         # judge the fit on held-out folds so chain selection does not reward in-sample fits

@@ -8,6 +8,7 @@ prefix), so predictors are cached by prefix: a search over many chains and many
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 
 import numpy as np
 
@@ -40,11 +41,11 @@ class PredictorCache:
 
     def scores(self, table: QueryTable, chain: Sequence[int]) -> np.ndarray:
         """(n, r) predicted quality after each stage; out-of-fold on the training table."""
+        self._tables[id(table)] = table
         columns = []
         for i in range(len(chain)):
             key = tuple(chain[: i + 1])
             cache_key = (id(table), key)
-            self._tables[id(table)] = table
             if cache_key not in self._scores:
                 model = self.predictor(key)
                 if table is self.train:
@@ -67,7 +68,6 @@ def chain_scores(
     )
 
 
-
 REPLAY_CHUNK = 5_000
 
 
@@ -82,8 +82,7 @@ def replay_chunked(
     if cache is not None or table.n <= chunk:
         return replay_part(table, cache)
     parts = [replay_part(table.rows(slice(i, i + chunk)), None) for i in range(0, table.n, chunk)]
-    return Outcome(*(np.concatenate([getattr(p, f) for p in parts])
-                     for f in ("chosen", "last_run", "quality", "cost")))
+    return Outcome(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Outcome)))
 
 
 class ChainPolicy:
