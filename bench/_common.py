@@ -12,6 +12,8 @@ import numpy as np
 import sklearn
 from threadpoolctl import threadpool_info
 
+from ladder.policies.dp import DPCascade
+from ladder.policies.threshold import ThresholdCascade
 from ladder.runlog import QueryTable, load_runlog
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -31,6 +33,13 @@ def require_data() -> Path:
 def load_mmlu() -> QueryTable:
     """Zellinger MMLU, all nine models (285 train + 1,531 test queries)."""
     return QueryTable.from_runlog(load_runlog(require_data()), benchmark="mmlu")
+
+
+def fitted_policies() -> tuple[QueryTable, ThresholdCascade, DPCascade]:
+    """The MMLU test split and both cascades on CHAIN at LAM, fitted on the train split."""
+    table = load_mmlu()
+    train, test = table.rows(table.split == "train"), table.rows(table.split == "test")
+    return test, ThresholdCascade(CHAIN, LAM).fit(train), DPCascade(CHAIN, LAM).fit(train)
 
 
 def machine() -> str:

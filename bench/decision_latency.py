@@ -15,11 +15,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from _common import CHAIN, LAM, load_mmlu, machine, percentiles_us
+from _common import CHAIN, LAM, fitted_policies, machine, percentiles_us
 from ladder.policies.base import resolve_chain
-from ladder.policies.dp import DPCascade, value_basis
+from ladder.policies.dp import value_basis
 from ladder.policies.stages import chain_scores
-from ladder.policies.threshold import ThresholdCascade
 from ladder.predictors import compile_linear
 from ladder.signals import stage_features
 
@@ -54,10 +53,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=500)
     args = parser.parse_args()
 
-    table = load_mmlu()
-    train, test = table.rows(table.split == "train"), table.rows(table.split == "test")
-    thr = ThresholdCascade(CHAIN, LAM).fit(train)
-    dp = DPCascade(CHAIN, LAM).fit(train)
+    test, thr, dp = fitted_policies()
     chain = resolve_chain(test, CHAIN)
     stages = list(range(len(CHAIN) - 1))  # no decision after the last rung
 

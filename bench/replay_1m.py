@@ -18,11 +18,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from _common import CHAIN, LAM, load_mmlu, machine
+from _common import CHAIN, LAM, fitted_policies, machine
 from ladder.policies.base import resolve_chain, run_cascade
-from ladder.policies.dp import DPCascade, _stop_values
+from ladder.policies.dp import _stop_values
 from ladder.policies.stages import chain_scores
-from ladder.policies.threshold import ThresholdCascade
 from ladder.runlog.table import QueryTable
 from ladder.signals import stage_features
 
@@ -59,10 +58,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    table = load_mmlu()
-    train, test = table.rows(table.split == "train"), table.rows(table.split == "test")
-    thr = ThresholdCascade(CHAIN, LAM).fit(train)
-    dp = DPCascade(CHAIN, LAM).fit(train)
+    test, thr, dp = fitted_policies()
 
     t0 = time.perf_counter()
     pick = np.random.default_rng(0).integers(0, test.n, args.n)
