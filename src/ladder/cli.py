@@ -16,7 +16,8 @@ from ladder.runlog import QueryTable, RunLogError, load_runlog, write_runlog
 from ladder.runlog.converters import FORMATS, convert
 
 app = typer.Typer(
-    help="Climb a ladder of LLMs only as far as needed: fit and judge cascades on run logs.",
+    help="Climb a ladder of LLMs only as far as needed: collect run logs from real models, "
+    "fit and judge cascades on them, and run a fitted cascade live.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -140,6 +141,158 @@ def evaluate_command(
 
         title = f"ladder evaluate {log.name}" + (f" --benchmark {benchmark}" if benchmark else "")
         console.print(f"wrote {write_report(evaluation, report, title=title)}")
+
+
+def _bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+@app.command("collect")
+def collect_command(
+    tasks: Annotated[Path, typer.Argument(help="Task file (JSONL: id, prompt, type, options "
+                                          "or reference), or 'builtin' for ladder's own set.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config naming the "
+                                         "models.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Run log to append to "
+                                         "(.jsonl); rerunning skips finished rows.")],
+    models: Annotated[str | None, typer.Option(help="Comma-separated subset of the "
+                                               "config's models.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Calls in flight per model "
+                                                    "(default: the config's).")] = None,
+) -> None:
+    """Run every configured model on a task file and append a run log (resumable)."""
+    from ladder.backends.base import BackendError
+    from ladder.collect import CollectError, collect
+    from ladder.config import ConfigError, load_config
+    from ladder.rung import rungs_from_config
+    from ladder.tasks import TaskError, builtin_tasks, load_tasks
+
+    try:
+        items = builtin_tasks() if str(tasks) == "builtin" else load_tasks(tasks)
+        settings = load_config(config)
+        names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+        rungs = rungs_from_config(settings, names)
+        with _bar() as bar:
+            task = bar.add_task("collecting", total=None)
+
+            def advance(model: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total, description=f"collect {model}")
+
+            summary = collect(items, rungs, output,
+                              concurrency or settings.defaults.concurrency, advance)
+    except (TaskError, ConfigError, CollectError, BackendError) as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted; every finished row is in {output} — rerun the "
+                      "same command to resume[/yellow]")
+        raise typer.Exit(code=130) from None
+    if summary.repaired_line:
+        console.print("[yellow]dropped a half-written last line from an interrupted run"
+                      "[/yellow]")
+    console.print(f"wrote {summary.written} rows to {output} "
+                  f"({summary.skipped} already there, skipped)")
+
+
+@app.command("fit")
+def fit_command(
+    log: Annotated[Path, typer.Argument(help="Run log, or a folder/file in a public layout.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Policy file to write.")],
+    policy: Annotated[str, typer.Option(help="threshold, dp or seed_heuristic.")] = "dp",
+    lam: Annotated[float, typer.Option("--lambda", help="Price of one unit of cost in "
+                                       "quality (λ ≥ 0).")] = 0.0,
+    chain: Annotated[str | None, typer.Option(help="Comma-separated models to climb, in "
+                                              "order (default: best chain on the log).")]
+    = None,
+    split: Annotated[str | None, typer.Option(help="Fit only on rows whose split column "
+                                              "equals this (e.g. train).")] = None,
+    format: FormatOption = "auto",
+    benchmark: Annotated[str | None, typer.Option(help="Only this benchmark of the log.")] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated models, in ladder "
+                                               "order (default: all, by mean cost).")] = None,
+    max_stages: Annotated[int, typer.Option(help="Longest chain searched.")] = 3,
+    predictor: Annotated[str, typer.Option(help="logistic, mlp or gbt.")] = "logistic",
+) -> None:
+    """Fit one cascade policy on a run log for a trade-off λ and save it for the runtime."""
+    _check_format(format)
+    from ladder.fit import fit_policy
+    from ladder.policies.persist import save_policy
+
+    chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    chain_models = [m.strip() for m in chain.split(",") if m.strip()] if chain else None
+    try:
+        table = QueryTable.from_runlog(load_runlog(log, format), models=chosen,
+                                       benchmark=benchmark)
+        if split is not None:
+            labels = set(table.split) if table.split is not None else set()
+            if split not in labels:
+                raise RunLogError(f"--split {split}: the log's split column has "
+                                  f"{', '.join(map(str, labels)) or 'no values'}", "split")
+            table = table.rows(table.split == split)
+        with _bar() as bar:
+            bar.add_task(f"fitting {policy} on {table.n} queries", total=None)
+            fitted = fit_policy(table, policy, lam, chain_models, max_stages, predictor)
+    except (RunLogError, ValueError) as error:
+        raise _fail(str(error)) from None
+    save_policy(fitted, output)
+    detail = ""
+    if hasattr(fitted, "thresholds_"):
+        detail = "; thresholds " + ", ".join(f"{t:.3f}" for t in fitted.thresholds_)
+    console.print(f"{policy} at λ = {lam:g} on {table.n} queries: chain "
+                  f"{' → '.join(fitted.chain_)}{detail}; held-out J_λ on the training log "
+                  f"{getattr(fitted, 'train_objective_', float('nan')):.4f}")
+    console.print(f"wrote {output}")
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option(help="Folder for the run log, policy and report "
+                                      "(a rerun reuses its log).")] = Path("reports/demo"),
+    lam: Annotated[float | None, typer.Option("--lambda", help="Trade-off λ (default: one "
+                                              "call of the largest model is worth 0.25 "
+                                              "accuracy).")] = None,
+    policy: Annotated[str, typer.Option(help="threshold, dp or seed_heuristic.")] = "dp",
+    limit: Annotated[int | None, typer.Option(help="Use only this many built-in items.")]
+    = None,
+) -> None:
+    """A real cascade of the two embedded models on ladder's built-in tasks, end to end."""
+    from ladder.backends.base import BackendError
+    from ladder.demo import MODELS, run_demo
+    from ladder.fit import POLICIES
+
+    if policy not in POLICIES:
+        raise _fail(f"unknown policy '{policy}'; choose one of {', '.join(POLICIES)}")
+    if limit is not None and limit < 20:
+        raise _fail("--limit must be at least 20 items (10 to fit on, 10 to test)")
+    console.print(f"models: {', '.join(MODELS)} (in process, llama.cpp); run log: "
+                  f"{out / 'runlog.jsonl'}")
+    try:
+        with _bar() as bar:
+            task = bar.add_task("starting", total=None)
+
+            def advance(stage: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total, description=stage)
+
+            result = run_demo(out, lam, policy, limit, advance)
+    except BackendError as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; the run log keeps every finished row — rerun to "
+                      "resume[/yellow]")
+        raise typer.Exit(code=130) from None
+    table = Table(title=f"Built-in tasks, test half ({result.n_test} items); policy fitted on "
+                  f"{result.n_train} train items, λ = {result.lam:.4g}")
+    table.add_column("")
+    for column in ("accuracy", "mean cost ($)", *(f"stopped at {m}" for m in MODELS)):
+        table.add_column(column, justify="right")
+    for row in result.rows:
+        table.add_row(row.name, f"{row.accuracy:.3f}", f"{row.cost:.2e}",
+                      *(f"{row.stopped[m]:.0%}" for m in MODELS))
+    out_console = Console() if sys.stdout.isatty() else Console(width=140)
+    out_console.print(table)
+    out_console.print(f"chain {' → '.join(result.chain)}; live decisions equal to the offline "
+                      f"replay of the logged outputs: {result.matches_offline}/{result.n_test}")
+    console.print(f"wrote {result.report}, {result.policy} and {result.log}")
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ladder.evaluate.experiment import Evaluation, PolicyPoint
 
-__all__ = ["format_summary_table", "write_report"]
+__all__ = ["format_summary_table", "markdown_table", "write_report"]
 
 DASH = "—"
 STYLE = {  # family -> (colour, marker); families not listed get the default cycle
@@ -53,7 +53,7 @@ def _cell(text: str) -> str:
     return text.replace("|", r"\|")
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -94,7 +94,7 @@ def format_summary_table(evaluation: Evaluation) -> str:
     header = ["family"] + [h for _, h, _ in SUMMARY_COLUMNS]
     rows = [[family] + [fmt(s.get(key), kind) for key, _, kind in SUMMARY_COLUMNS]
             for family, s in evaluation.summary.items()]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _mix_line(evaluation: Evaluation, family: str) -> str | None:
@@ -247,7 +247,7 @@ def _shadow_price_section(evaluation: Evaluation) -> list[str]:
             "Marginal Δquality/Δcost of escalating the queries nearest each stage's threshold, "
             "divided by λ: 1 means the boundary trades at λ as the optimum requires; "
             f"{DASH} = boundary unused (everyone stops or goes on).", "",
-            _table(["λ", "chain", "rate / λ per boundary"], rows), ""]
+            markdown_table(["λ", "chain", "rate / λ per boundary"], rows), ""]
 
 
 def write_report(evaluation: Evaluation, directory: Path, title: str = "ladder evaluation") -> Path:
@@ -264,7 +264,7 @@ def write_report(evaluation: Evaluation, directory: Path, title: str = "ladder e
         f"- dropped queries (missing a model): {evaluation.dropped}",
         f"- split: {evaluation.split or DASH}", "",
         "## Single models (test)", "",
-        _table(["model", "cost", "quality", "cost / most accurate"],
+        markdown_table(["model", "cost", "quality", "cost / most accurate"],
                [[m["name"] + (" (most accurate)" if m is best else ""), fmt(m["cost"], "cost"),
                  fmt(m["quality"], "quality"),
                  fmt(m["cost"] / best["cost"] if best["cost"] > 0 else None)]
@@ -279,11 +279,11 @@ def write_report(evaluation: Evaluation, directory: Path, title: str = "ladder e
         rows = [[fmt(v["lambda"], "lambda"), fmt(v["cost"], "cost"), fmt(v["quality"], "quality"),
                  _describe(_vertex_point(evaluation, family, v))]
                 for v in sorted(summary["hull"], key=lambda v: v["cost"])]
-        out += [f"### {family}", "", _table(["λ", "cost", "quality", "policy"], rows), ""]
+        out += [f"### {family}", "", markdown_table(["λ", "cost", "quality", "policy"], rows), ""]
     out += _shadow_price_section(evaluation)
     out += ["## Where the cascades stop", "", "![stage mix](stage_mix.png)", "",
             "## Quality predictors (test, full ladder in cost order)", "",
-            _table(["stage", "model", "AUROC", "Brier", "raw-confidence AUROC"],
+            markdown_table(["stage", "model", "AUROC", "Brier", "raw-confidence AUROC"],
                    [[str(r["stage"]), r["model"], fmt(r.get("auroc")),
                      fmt(r.get("brier"), "quality"), fmt(r.get("raw_confidence_auroc"))]
                     for r in evaluation.predictors]), ""]

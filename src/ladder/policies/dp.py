@@ -106,8 +106,7 @@ class DPCascade(ChainPolicy, BaseEstimator):
         everyone = np.arange(n)
         self.value_models_ = self._backward(bases, stop_value, realized_stop, cost, everyone)
         self.__dict__.pop("_compiled_values", None)  # rebuilt from the new value models
-        self.chain_ = tuple(table.models[i] for i in chain)
-        self.predictors_ = cache.predictors(chain)
+        self._fit_chain(table, chain, cache)
         # judge the fit on held-out folds so chain selection does not reward in-sample fits
         continuation = np.full((n, r), -np.inf)
         for train_rows, held in held_out_folds(n):
@@ -159,9 +158,11 @@ class DPCascade(ChainPolicy, BaseEstimator):
             return compiled.decision(basis)
         return self.value_models_[stage].predict(basis)
 
-    def _stops(self, stage: int, scores: np.ndarray, features: np.ndarray) -> np.ndarray:
+    def _stops(self, stage: int, scores: np.ndarray,
+               features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         stop_value = scores.max(axis=1) if self.best_so_far else scores[:, -1]
-        return stop_value >= self._continuation(stage, value_basis(features, scores))
+        continuation = self._continuation(stage, value_basis(features, scores))
+        return stop_value >= continuation, continuation
 
     def _answer_position(self, scores: np.ndarray) -> np.ndarray:
         if self.best_so_far:

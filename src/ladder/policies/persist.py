@@ -41,6 +41,9 @@ TRUSTED_TYPES = frozenset({
 })
 
 
+TUPLES = ("chain_", "models_", "inputs_")  # saved as JSON lists, restored as tuples
+
+
 class PolicyFileError(ValueError):
     """A policy file that cannot be loaded safely."""
 
@@ -125,5 +128,5 @@ def load_policy(path: str | Path) -> BaseEstimator:
     policy = CLASSES[family](**params)
     for name, value in document["fitted"].items():
         decoded = _decode(value)
-        setattr(policy, name, tuple(decoded) if name in ("chain_", "models_") else decoded)
+        setattr(policy, name, tuple(decoded) if name in TUPLES else decoded)
     return policy

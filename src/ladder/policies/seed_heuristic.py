@@ -60,7 +60,6 @@ class SeedHeuristic(ThresholdRule, BaseEstimator):
         cache = cache or PredictorCache(table, self.predictor)
         costs = table.mean_cost()[chain]
         next_quality = np.r_[table.mean_quality()[chain][1:], np.nan]
-        self.chain_ = tuple(table.models[i] for i in chain)
+        self._fit_chain(table, chain, cache)
         self.thresholds_ = seed_thresholds(self.formula, self.lam, costs, next_quality)
-        self.predictors_ = cache.predictors(chain)
         return self

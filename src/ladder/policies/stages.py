@@ -8,7 +8,7 @@ prefix), so predictors are cached by prefix: a search over many chains and many
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -85,6 +85,31 @@ def replay_chunked(
     return Outcome(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Outcome)))
 
 
+OPTIONAL_INPUTS = ("prompt", "answers", "samples")
+
+
+def table_inputs(table: QueryTable) -> tuple[str, ...]:
+    """Which optional signal sources a table has: a live cascade must present the same ones
+    to the predictors as the training log had (a missing source changes the features)."""
+    present = {"prompt": table.prompt_len is not None, "answers": table.answers is not None,
+               "samples": table.sample_share is not None}
+    return tuple(name for name in OPTIONAL_INPUTS if present[name])
+
+
+@dataclass(frozen=True)
+class StageDecision:
+    """A policy's decision after one stage, for n queries, with what it was based on.
+
+    scores: (n, stage + 1) predicted quality of each stage run so far; continuation: (n,)
+    estimated value of going on (None for rules that have none); returned: (n,) chain
+    position of the answer returned when stopping."""
+
+    stop: np.ndarray
+    scores: np.ndarray
+    continuation: np.ndarray | None
+    returned: np.ndarray
+
+
 class ChainPolicy:
     """Replay and single decisions shared by the cascades that score a fitted chain stage by
     stage. Subclasses give the rule twice: `_stops` for the queries at one stage (live
@@ -93,10 +118,19 @@ class ChainPolicy:
 
     chain_: tuple[str, ...]
     predictors_: list[QualityPredictor]
+    inputs_: tuple[str, ...]
     uses_earlier_scores = False  # whether `_stops` looks at stages before the current one
 
-    def _stops(self, stage: int, scores: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """Stop (True) after `stage` given the scores so far (m, stage + 1) and its features."""
+    def _fit_chain(self, table: QueryTable, chain: Sequence[int], cache: PredictorCache) -> None:
+        """Record the fitted chain, its predictors and the signal sources they were fitted on."""
+        self.chain_ = tuple(table.models[i] for i in chain)
+        self.predictors_ = cache.predictors(chain)
+        self.inputs_ = table_inputs(table)
+
+    def _stops(self, stage: int, scores: np.ndarray,
+               features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Stop (True) after `stage` given the scores so far (m, stage + 1) and its features,
+        and the value of going on that the decision compared against (None if none)."""
         raise NotImplementedError
 
     def _answer_position(self, scores: np.ndarray) -> np.ndarray:
@@ -107,14 +141,12 @@ class ChainPolicy:
         """The rule applied to every stage's scores at once."""
         raise NotImplementedError
 
-    def decide(self, table: QueryTable, stage: int,
-               earlier_scores: np.ndarray | None = None) -> np.ndarray:
-        """Stop (True) or escalate after `stage` for each query of `table`: features,
-        predictor and rule for that one stage. earlier_scores: (n, stage) predicted
-        qualities of the stages already run, as a runtime keeps them; computed when needed."""
+    def step(self, table: QueryTable, stage: int,
+             earlier_scores: np.ndarray | None = None) -> StageDecision:
+        """The decision after `stage` for each query of `table`: features, predictor and rule
+        for that one stage. earlier_scores: (n, stage) predicted qualities of the stages
+        already run, as a runtime keeps them; computed when the rule needs them."""
         chain = resolve_chain(table, self.chain_)
-        if stage == len(chain) - 1:
-            return np.ones(table.n, dtype=bool)
         features = stage_features(table, chain, stage)
         current = self.predictors_[stage].predict(features)[:, None]
         if earlier_scores is None:
@@ -122,7 +154,20 @@ class ChainPolicy:
                 chain_scores(table, chain[:stage], self.predictors_[:stage])
                 if stage and self.uses_earlier_scores else np.empty((table.n, 0))
             )
-        return self._stops(stage, np.hstack([earlier_scores, current]), features)
+        scores = np.hstack([earlier_scores, current])
+        if stage == len(chain) - 1:
+            stop, continuation = np.ones(table.n, dtype=bool), None
+        else:
+            stop, continuation = self._stops(stage, scores, features)
+        return StageDecision(stop, scores, continuation, self._answer_position(scores))
+
+    def decide(self, table: QueryTable, stage: int,
+               earlier_scores: np.ndarray | None = None) -> np.ndarray:
+        """Stop (True) or escalate after `stage` for each query of `table`."""
+        chain = resolve_chain(table, self.chain_)
+        if stage == len(chain) - 1:
+            return np.ones(table.n, dtype=bool)
+        return self.step(table, stage, earlier_scores).stop
 
     def _replay_sequential(self, table: QueryTable, chain: list[int]) -> Outcome:
         """Climb stage by stage, computing a stage's features and score only for the queries
@@ -138,7 +183,7 @@ class ChainPolicy:
             scores[active, i] = self.predictors_[i].predict(features)
             so_far = scores[active, : i + 1]
             stops = (np.ones(len(active), dtype=bool) if i == r - 1
-                     else self._stops(i, so_far, features))
+                     else self._stops(i, so_far, features)[0])
             stop[active[stops], i] = True
             returned[active[stops], i] = self._answer_position(so_far[stops])
             active = active[~stops]

@@ -93,8 +93,9 @@ class ThresholdRule(ChainPolicy):
 
     thresholds_: np.ndarray
 
-    def _stops(self, stage: int, scores: np.ndarray, features: np.ndarray) -> np.ndarray:
-        return scores[:, -1] >= self.thresholds_[stage]
+    def _stops(self, stage: int, scores: np.ndarray,
+               features: np.ndarray) -> tuple[np.ndarray, None]:
+        return scores[:, -1] >= self.thresholds_[stage], None
 
     def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray) -> Outcome:
         return run_cascade(table, chain, scores >= self.thresholds_)
@@ -118,10 +119,9 @@ class ThresholdCascade(ThresholdRule, BaseEstimator):
         chain = resolve_chain(table, self.chain)
         cache = cache or PredictorCache(table, self.predictor)
         scores = cache.scores(table, chain)
-        self.chain_ = tuple(table.models[i] for i in chain)
+        self._fit_chain(table, chain, cache)
         rewards = stage_rewards(table, chain, self.lam)
         self.thresholds_ = fit_thresholds(scores, rewards)
-        self.predictors_ = cache.predictors(chain)
         # J_λ of thresholds judged on held-out folds, so a chain search is not won in-sample
         held_value = np.empty(table.n)
         for fit_rows, held in held_out_folds(table.n):

@@ -151,7 +151,7 @@ class QueryTable:
         answers = _answer_codes(wide("answer", None)) if "answer" in df.columns else None
         sample_share = None
         if "samples" in df.columns:
-            df = df.assign(_share=df["samples"].map(_top_answer_share))
+            df = df.assign(_share=df["samples"].map(top_answer_share))
             sample_share = wide("_share")
         per_query = df.drop_duplicates("query_id").set_index("query_id").reindex(query_ids)
         prompt_len = None
@@ -185,7 +185,7 @@ def _answer_codes(answers: np.ndarray) -> np.ndarray:
     return codes.reshape(answers.shape).astype(np.int64)
 
 
-def _top_answer_share(samples: object) -> float:
+def top_answer_share(samples: object) -> float:
     """Share of the samples that give the most frequent non-empty answer (self-consistency)."""
     if samples is None or (isinstance(samples, float) and np.isnan(samples)):
         return np.nan

@@ -1,0 +1,204 @@
+"""A backend for any OpenAI-compatible HTTP server (vLLM, llama.cpp, Ollama, hosted APIs).
+
+Generation uses /completions or /chat/completions; option scoring needs /completions with
+`echo`, because only the echoed prompt carries the log-probabilities of the option tokens.
+The API key is read from an environment variable and kept out of every message and repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from ladder.backends.base import Backend, BackendError, Generation, OptionScores, Usage
+
+ENDPOINTS = ("completions", "chat")
+_RETRY_ERRORS = (httpx.NetworkError, httpx.RemoteProtocolError)  # timeouts are not retried
+
+
+class _StatusError(BackendError):
+    """An HTTP error answer; kept apart so `generate` can spot a refused `logprobs`."""
+
+    def __init__(self, message: str, status: int, body: str):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class OpenAIBackend(Backend):
+    """One model on an OpenAI-compatible server, called with temperature 0."""
+
+    retry_base_s = 0.5  # backoff before retry n is retry_base_s * 2**n; tests set it to 0
+
+    def __init__(self, base_url: str, model: str, endpoint: str = "completions",
+                 api_key_env: str | None = None, timeout_s: float = 60.0,
+                 logprobs: bool = True, max_retries: int = 2,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint is {endpoint!r}; choose one of {', '.join(ENDPOINTS)}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.endpoint = endpoint
+        self.scores_options = endpoint == "completions"
+        self.timeout_s = timeout_s
+        self.logprobs = logprobs
+        self.max_retries = max_retries
+        self._transport = transport
+        self._key: str | None = None
+        if api_key_env is not None:
+            self._key = os.environ.get(api_key_env) or None
+            if self._key is None:
+                raise BackendError(f"{model}: environment variable {api_key_env} "
+                                   "(the API key) is not set or empty")
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return (f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, "
+                f"endpoint={self.endpoint!r})")
+
+    def _http(self) -> httpx.AsyncClient:
+        """One client per event loop: its connections belong to the loop that opened them, so
+        a backend used from a new loop (successive `asyncio.run` calls) gets a new client."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+            self._client = httpx.AsyncClient(headers=headers, timeout=self.timeout_s,
+                                             transport=self._transport)
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._client_loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = None
+
+    def _fail(self, path: str, what: str, body: str = "") -> str:
+        text = f"{self.model}: POST {path} {what}"
+        if body:
+            text += f": {body[:200]}"
+        return text.replace(self._key, "***") if self._key else text
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST JSON, retrying 429, 5xx and dropped connections with exponential backoff."""
+        url = self.base_url + path
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            try:
+                response = await self._http().post(url, json=payload)
+            except httpx.TimeoutException:
+                message = self._fail(path, f"timed out after {self.timeout_s} s")
+                raise BackendError(message) from None
+            except _RETRY_ERRORS as error:
+                if last:
+                    raise BackendError(self._fail(
+                        path, f"failed: cannot reach {httpx.URL(url).host} "
+                              f"({type(error).__name__})")) from None
+            else:
+                status, body = response.status_code, response.text
+                if status < 400:
+                    try:
+                        data = response.json()
+                    except ValueError:
+                        data = None
+                    if not isinstance(data, dict):
+                        raise BackendError(self._fail(path, "gave a non-JSON-object answer",
+                                                      body))
+                    return data
+                if last or not (status == 429 or status >= 500):
+                    raise _StatusError(self._fail(path, f"failed: HTTP {status}", body),
+                                       status, body)
+            await asyncio.sleep(self.retry_base_s * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _malformed(self, path: str, data: dict[str, Any], error: Exception) -> BackendError:
+        return BackendError(self._fail(path, f"gave an unexpected answer "
+                                             f"({type(error).__name__}: {error})", str(data)))
+
+    async def generate(self, prompt: str, *, max_tokens: int = 32,
+                       stop: Sequence[str] = ("\n",)) -> Generation:
+        """Greedy text; asks for logprobs unless the server has already refused them."""
+        chat = self.endpoint == "chat"
+        path = "/chat/completions" if chat else "/completions"
+        payload: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens,
+                                   "temperature": 0, "stop": list(stop)}
+        if chat:
+            payload["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            payload["prompt"] = prompt
+        start = time.perf_counter()
+        try:
+            data = await self._post(path, self._with_logprobs(payload, chat))
+        except _StatusError as error:
+            if not (self.logprobs and error.status == 400 and "logprob" in error.body.lower()):
+                raise
+            self.logprobs = False  # this model does not give them: stop asking
+            data = await self._post(path, payload)
+        latency = time.perf_counter() - start
+        try:
+            choice = data["choices"][0]
+            block = choice.get("logprobs") or {}
+            if chat:
+                text = choice["message"]["content"] or ""
+                entries = block.get("content") or []
+                raw = [entry["logprob"] for entry in entries]
+            else:
+                text = choice["text"]
+                raw = block.get("token_logprobs") or []
+            logprobs = tuple(float(x) for x in raw if x is not None) or None
+            usage = data.get("usage") or {}
+            tokens_in = int(usage.get("prompt_tokens") or 0)
+            tokens_out = int(usage.get("completion_tokens") or len(logprobs or ()))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+            raise self._malformed(path, data, error) from None
+        return Generation(text, logprobs, Usage(tokens_in, tokens_out, latency))
+
+    def _with_logprobs(self, payload: dict[str, Any], chat: bool) -> dict[str, Any]:
+        if not self.logprobs:
+            return payload
+        return {**payload, "logprobs": True if chat else 1}
+
+    async def score_options(self, prompt: str, options: Sequence[str]) -> OptionScores:
+        """Each option's token log-probabilities, read from the echoed prompt + option."""
+        if self.endpoint != "completions":
+            raise BackendError(f"{self.model}: option scoring needs endpoint 'completions' "
+                               "(chat APIs do not return prompt log-probabilities)")
+        start = time.perf_counter()
+        results = await asyncio.gather(*(self._score_one(prompt, o) for o in options))
+        latency = time.perf_counter() - start
+        return OptionScores(tuple(r[0] for r in results),
+                            Usage(sum(r[1] for r in results), 0, latency))
+
+    async def _score_one(self, prompt: str, option: str) -> tuple[tuple[float, ...], int]:
+        sep = "" if prompt[-1:].isspace() or option[:1].isspace() else " "
+        full = prompt + sep + option
+        payload = {"model": self.model, "prompt": full, "max_tokens": 1, "temperature": 0,
+                   "echo": True, "logprobs": 1}
+        data = await self._post("/completions", payload)
+        try:
+            block = data["choices"][0].get("logprobs") or {}
+            tokens = block.get("tokens") or []
+            values = block.get("token_logprobs") or []
+            offsets = block.get("text_offset")
+            if offsets is None:  # some servers omit offsets: rebuild them from token texts
+                offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+            picked = [value for token, value, at in zip(tokens, values, offsets, strict=False)
+                      if at < len(full) and at + len(token) > len(prompt)]
+            usage = data.get("usage") or {}
+            tokens_in = int(usage.get("prompt_tokens")
+                            or sum(1 for at in offsets if at < len(full)))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+            raise self._malformed("/completions", data, error) from None
+        if not picked:
+            raise BackendError(f"{self.model}: the server does not return prompt "
+                               "log-probabilities (echo), so options cannot be scored")
+        if all(value is None for value in picked):
+            raise BackendError(f"{self.model}: no log-probabilities for the tokens of option "
+                               f"{option!r}")
+        # a null logprob is the very first token (no context): it carries no information
+        return tuple(float(v) for v in picked if v is not None), tokens_in

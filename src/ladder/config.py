@@ -1,0 +1,197 @@
+"""The runtime's one YAML file: models, task, policy and defaults, validated up front.
+
+Errors name the key path (e.g. `models.1.base_url`) and the problem, so a typo is
+found before any model loads. Relative paths are relative to the config file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ladder.backends.base import DEFAULT_TEMPLATE, Backend
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the key and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(_Strict):
+    """What one call costs: per million tokens in and out, per call, per second of latency."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+    per_call: float = Field(0.0, ge=0)
+    per_second: float = Field(0.0, ge=0)
+
+    def cost(self, tokens_in: float, tokens_out: float, latency_s: float) -> float:
+        return (self.per_call + self.per_second * latency_s
+                + (self.input_per_mtok * tokens_in + self.output_per_mtok * tokens_out) / 1e6)
+
+
+class _ModelSpec(_Strict):
+    name: str = Field(min_length=1)
+    price: Price = Price()
+    template: str | None = None  # overrides task.template for this model
+
+    @field_validator("template")
+    @classmethod
+    def _has_slot(cls, value: str | None) -> str | None:
+        if value is not None and "{prompt}" not in value:
+            raise ValueError("must contain {prompt}")
+        return value
+
+
+class OpenAIModelSpec(_ModelSpec):
+    backend: Literal["openai"]
+    base_url: str
+    model: str
+    endpoint: Literal["completions", "chat"] = "completions"
+    api_key_env: str | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    logprobs: bool = True
+    max_retries: int = Field(2, ge=0)
+
+    def build(self, base_dir: Path) -> Backend:
+        from ladder.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(self.base_url, self.model, endpoint=self.endpoint,
+                             api_key_env=self.api_key_env, timeout_s=self.timeout_s,
+                             logprobs=self.logprobs, max_retries=self.max_retries)
+
+
+class LlamaCppModelSpec(_ModelSpec):
+    backend: Literal["llamacpp"]
+    model: str  # an embedded model's name or a path to a .gguf file
+    n_ctx: int = Field(512, ge=64)
+    n_threads: int | None = Field(None, ge=1)
+
+    def build(self, base_dir: Path) -> Backend:
+        from ladder.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(_resolve_model(self.model, base_dir), n_ctx=self.n_ctx,
+                               n_threads=self.n_threads)
+
+
+class ReplayModelSpec(_ModelSpec):
+    backend: Literal["replay"]
+    log: Path
+    model: str | None = None  # the model's name in the log (default: name)
+    format: str = "auto"
+
+    def build(self, base_dir: Path) -> Backend:
+        from ladder.backends.replay import ReplayBackend
+
+        return ReplayBackend(_resolve(self.log, base_dir), self.model or self.name, self.format)
+
+
+class FakeModelSpec(_ModelSpec):
+    backend: Literal["fake"]
+    skill: float = Field(0.7, ge=0, le=1)
+    seed: int = 0
+    latency_s: float = Field(0.0, ge=0)
+    tasks: Path | None = None  # task file whose references the fake knows
+
+    def build(self, base_dir: Path) -> Backend:
+        from ladder.backends.fake import FakeBackend
+        from ladder.tasks import load_tasks
+
+        items = load_tasks(_resolve(self.tasks, base_dir)) if self.tasks else []
+        truths = {i.prompt: str(i.reference) for i in items if i.reference is not None}
+        return FakeBackend(truths, self.skill, self.seed, self.latency_s)
+
+
+ModelSpec = Annotated[
+    OpenAIModelSpec | LlamaCppModelSpec | ReplayModelSpec | FakeModelSpec,
+    Field(discriminator="backend"),
+]
+
+
+class TaskSpec(_Strict):
+    type: Literal["choice", "short", "number"] = "short"  # of prompts given as plain strings
+    template: str = DEFAULT_TEMPLATE
+    max_tokens: int = Field(32, ge=1)
+
+
+class Defaults(_Strict):
+    concurrency: int = Field(4, ge=1)
+
+
+class Config(_Strict):
+    models: list[ModelSpec] = Field(min_length=1)
+    policy: Path | None = None
+    task: TaskSpec = TaskSpec()
+    defaults: Defaults = Defaults()
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[Any]) -> list[Any]:
+        names = [m.name for m in models]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(repeated)}")
+        return models
+
+    def policy_path(self) -> Path | None:
+        return None if self.policy is None else _resolve(self.policy, self.base_dir)
+
+    def spec(self, name: str) -> _ModelSpec:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise ConfigError(f"model '{name}' is not in the config's models "
+                          f"({', '.join(m.name for m in self.models)})")
+
+
+def _resolve(path: Path | None, base_dir: Path) -> Path:
+    assert path is not None
+    return path if path.is_absolute() else base_dir / path
+
+
+def _resolve_model(model: str, base_dir: Path) -> str:
+    """Embedded names stay names; anything else is a GGUF path relative to the config."""
+    from ladder.backends.embedded import EMBEDDED
+
+    return model if model in EMBEDDED else str(_resolve(Path(model), base_dir))
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif problem["type"] == "union_tag_invalid":
+            message = "unknown backend; choose one of openai, llamacpp, replay, fake"
+        lines.append(f"{where}: {message}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: object, base_dir: Path = Path("."), source: str = "config") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys (models, policy, task, ...)")
+    try:
+        return Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as error:
+        raise ConfigError(f"{source}:\n{_describe(error)}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    return config_from_dict(data, path.parent, str(path))

@@ -1,0 +1,234 @@
+"""The live cascade: run a fitted policy on real models, one rung at a time.
+
+After each rung the model's output becomes a one-query QueryTable laid out like the
+training log, and the engine's own policy object scores it and decides (stop or
+climb); nothing of the policy is re-implemented here, so a replayed log gets
+exactly the decisions of the offline evaluation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import threading
+import time
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from rich.progress import Progress
+
+from ladder.backends.base import ModelOutput
+from ladder.config import Config, ConfigError, load_config
+from ladder.policies.baselines import FixedModel
+from ladder.policies.persist import load_policy
+from ladder.policies.stages import ChainPolicy
+from ladder.rung import Rung, rungs_from_config
+from ladder.runlog.table import SIGNAL_COLUMNS, QueryTable
+from ladder.tasks import Item, grade, item_from_dict
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RungTrace:
+    """What happened at one rung: the model's answer and signals, what the policy predicted
+    and compared, its decision, the model's own latency and the call's cost."""
+
+    model: str
+    answer: str | None
+    signals: dict[str, float]
+    predicted_quality: float | None
+    continuation_value: float | None
+    decision: str  # 'stop' or 'escalate'
+    latency_s: float
+    cost: float
+
+
+@dataclass(frozen=True)
+class Result:
+    """The cascade's answer to one item. `model` gave the answer; `stage` is the last rung
+    run (0-based); cost is every rung paid. quality: graded against the item's reference
+    (or the log's grade when replaying); None when unknown."""
+
+    answer: str | None
+    text: str
+    model: str
+    stage: int
+    cost: float
+    trace: tuple[RungTrace, ...]
+    quality: float | None
+    latency_s: float
+    overhead_s: float  # time spent outside the models' calls
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def live_table(item: Item, chain: Sequence[str], outputs: Sequence[ModelOutput],
+               inputs: Sequence[str]) -> QueryTable:
+    """One query's outputs so far as a QueryTable with the training log's signal sources."""
+    r, run = len(chain), len(outputs)
+    signals = {name: np.full((1, r), np.nan) for name in SIGNAL_COLUMNS}
+    for j, output in enumerate(outputs):
+        for name in SIGNAL_COLUMNS:
+            signals[name][0, j] = getattr(output, name)
+    answers = share = prompt_len = None
+    if "answers" in inputs:
+        codes: dict[str, int] = {}
+        answers = np.full((1, r), -1, dtype=np.int64)
+        for j, output in enumerate(outputs):
+            if output.answer is not None:
+                answers[0, j] = codes.setdefault(output.answer, len(codes))
+    if "samples" in inputs:
+        share = np.full((1, r), np.nan)
+        share[0, :run] = [o.sample_share for o in outputs]
+    if "prompt" in inputs:
+        prompt_len = np.array([float(len(item.prompt))])
+    zeros = np.zeros((1, r))
+    return QueryTable(np.array([item.id], dtype=object), tuple(chain), zeros, zeros, signals,
+                      answers=answers, sample_share=share, prompt_len=prompt_len)
+
+
+def policy_chain(policy: object) -> tuple[str, ...]:
+    """The models a fitted policy may run, in order."""
+    if isinstance(policy, ChainPolicy):
+        return tuple(policy.chain_)
+    if isinstance(policy, FixedModel):
+        return (policy.model_,)
+    family = getattr(policy, "family", type(policy).__name__)
+    raise ConfigError(f"a '{family}' policy cannot run live (it needs every model's answer "
+                      "in advance); fit a threshold, dp, seed_heuristic or fixed policy")
+
+
+class Cascade:
+    """Runs a fitted policy on live models: `decode` one item, `decode_many` a batch.
+
+    Use either the async methods (`adecode`, `adecode_many`) from your own event loop or
+    the sync ones, not both on one Cascade: backends keep connections on one loop."""
+
+    def __init__(self, rungs: dict[str, Rung], policy: object, task_type: str = "short",
+                 concurrency: int = 4):
+        self.policy = policy
+        self.chain = policy_chain(policy)
+        missing = [m for m in self.chain if m not in rungs]
+        if missing:
+            raise ConfigError(f"the policy climbs {', '.join(self.chain)} but the config has no "
+                              f"model named {', '.join(missing)}")
+        self.rungs = {name: rungs[name] for name in self.chain}
+        self.task_type = task_type
+        self.concurrency = concurrency
+        self._inputs = getattr(policy, "inputs_", ("prompt", "answers"))
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_config(cls, config: str | Path | Config, policy: object | None = None) -> Cascade:
+        """Build from a YAML config (its `policy` file unless a fitted policy is given)."""
+        if not isinstance(config, Config):
+            config = load_config(config)
+        if policy is None:
+            path = config.policy_path()
+            if path is None:
+                raise ConfigError("the config names no policy file (key 'policy') and none "
+                                  "was given")
+            policy = load_policy(path)
+        names = list(policy_chain(policy))
+        return cls(rungs_from_config(config, [n for n in names if n in
+                                              {m.name for m in config.models}]),
+                   policy, config.task.type, config.defaults.concurrency)
+
+    def _item(self, query: Item | str | dict) -> Item:
+        if isinstance(query, Item):
+            return query
+        if isinstance(query, dict):
+            return item_from_dict(query)
+        key = hashlib.blake2b(query.encode(), digest_size=6).hexdigest()
+        return Item(f"prompt-{key}", query, self.task_type)
+
+    async def adecode(self, query: Item | str | dict) -> Result:
+        """Climb the ladder for one item (or prompt string, of the config's task type)."""
+        item = self._item(query)
+        start = time.perf_counter()
+        outputs: list[ModelOutput] = []
+        trace: list[RungTrace] = []
+        scores = np.empty((1, 0))
+        model_time = 0.0
+        returned = 0
+        for stage, name in enumerate(self.chain):
+            output, wall = await self.rungs[name].run(item)
+            model_time += wall
+            outputs.append(output)
+            predicted = continuation = None
+            stop = stage == len(self.chain) - 1
+            if isinstance(self.policy, ChainPolicy):
+                table = live_table(item, self.chain, outputs, self._inputs)
+                decision = self.policy.step(table, stage, scores)
+                scores = decision.scores
+                stop = bool(decision.stop[0])
+                predicted = float(scores[0, -1])
+                if decision.continuation is not None:
+                    continuation = float(decision.continuation[0])
+                returned = int(decision.returned[0])
+            else:
+                returned = stage
+            trace.append(RungTrace(name, output.answer, output.signals(), predicted,
+                                   continuation, "stop" if stop else "escalate",
+                                   output.latency_s, float(output.cost)))
+            if stop:
+                break
+        chosen = outputs[returned]
+        quality = grade(item, chosen.answer) if item.reference is not None else chosen.quality
+        total = time.perf_counter() - start
+        return Result(chosen.answer, chosen.text, self.chain[returned], len(outputs) - 1,
+                      math.fsum(t.cost for t in trace), tuple(trace), quality, total,
+                      total - model_time)
+
+    async def adecode_many(self, queries: Iterable[Item | str | dict],
+                           concurrency: int | None = None,
+                           progress: bool = True) -> list[Result]:
+        """Decode a batch, at most `concurrency` items in flight, results in input order."""
+        items = [self._item(q) for q in queries]
+        gate = asyncio.Semaphore(concurrency or self.concurrency)
+        with Progress(transient=True, disable=not progress or len(items) < 2) as bar:
+            task = bar.add_task("decoding", total=len(items))
+
+            async def one(item: Item) -> Result:
+                async with gate:
+                    result = await self.adecode(item)
+                bar.advance(task)
+                return result
+
+            return list(await asyncio.gather(*(one(i) for i in items)))
+
+    def _sync(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run on this Cascade's own loop thread, so sync calls work inside notebooks too."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def decode(self, query: Item | str | dict) -> Result:
+        return self._sync(self.adecode(query))
+
+    def decode_many(self, queries: Iterable[Item | str | dict], concurrency: int | None = None,
+                    progress: bool = True) -> list[Result]:
+        return self._sync(self.adecode_many(queries, concurrency, progress))
+
+    async def aclose(self) -> None:
+        for rung in self.rungs.values():
+            await rung.backend.aclose()
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._sync(self.aclose())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = None
+
+    def __enter__(self) -> Cascade:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
