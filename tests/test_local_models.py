@@ -23,6 +23,7 @@ from ladder.backends.llamacpp import LlamaCppBackend
 from ladder.backends.openai import OpenAIBackend
 from ladder.collect import collect
 from ladder.config import load_config
+from ladder.demo import demo_items
 from ladder.fit import fit_policy
 from ladder.policies.persist import save_policy
 from ladder.rung import rungs_from_config
@@ -156,10 +157,10 @@ def test_live_cascade_over_server_and_in_process(server: str, tmp_path: Path) ->
     YAML config whose first rung is SmolLM2 in process and second Gemma behind the server."""
     collect_config = tmp_path / "collect.yaml"
     collect_config.write_text(CONFIG.format(gemma=GEMMA_IN_PROCESS))
-    items = builtin_tasks()[:24]
+    items = demo_items(limit=40)  # a seeded mix of every domain
     collect(items, rungs_from_config(load_config(collect_config)), tmp_path / "log.jsonl")
     table = QueryTable.from_runlog(load_runlog(tmp_path / "log.jsonl"))
-    assert table.n == 24 and table.models == ("smollm2", "gemma")
+    assert table.n == 40 and table.models == ("smollm2", "gemma")
     policy = fit_policy(table, "threshold", lam=0.0, chain=["smollm2", "gemma"])
     save_policy(policy, tmp_path / "policy.json")
     offline = policy.replay(table)

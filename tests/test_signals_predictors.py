@@ -246,3 +246,15 @@ def test_refit_predicts_with_the_new_model() -> None:
     after = predictor.fit(X, second).predict(X)
     np.testing.assert_allclose(after, QualityPredictor().fit(X, second).predict(X))
     assert roc_auc_score(second, after) > 0.9 > roc_auc_score(second, before)
+
+
+def test_single_query_agreement_memo_equals_the_vectorised_features() -> None:
+    """A live decision (one query) takes the memoised path; it must give the same features."""
+    from ladder.signals import _agreement_features, _agreement_row
+
+    rng = np.random.default_rng(3)
+    for s in range(2, 6):
+        codes = rng.integers(-1, 3, size=(200, s))
+        batch = _agreement_features(codes)
+        for row, expected in zip(codes, batch, strict=True):
+            np.testing.assert_array_equal(_agreement_row(tuple(row.tolist())), expected)

@@ -31,22 +31,22 @@ KINDS = ("logistic", "mlp", "gbt")
 
 @dataclass(frozen=True)
 class CompiledLinear:
-    """An impute → indicator → standardise → linear pipeline as plain numpy, so one
-    decision costs microseconds instead of scikit-learn's per-call validation."""
+    """An impute → indicator → standardise → linear pipeline as plain numpy, with the
+    scaling folded into the weights, so one decision costs microseconds instead of
+    scikit-learn's per-call validation."""
 
     fill: np.ndarray
-    indicator: np.ndarray
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: float
+    weights: np.ndarray  # per input feature, divided by its scale
+    indicator: np.ndarray  # features with a missing-indicator column
+    indicator_weights: np.ndarray
+    intercept: float  # with the scaler's centring folded in
 
     def decision(self, X: np.ndarray) -> np.ndarray:
         missing = np.isnan(X)
-        Z = np.where(missing, self.fill, X)
+        out = np.where(missing, self.fill, X) @ self.weights + self.intercept
         if len(self.indicator):
-            Z = np.hstack([Z, missing[:, self.indicator]])
-        return ((Z - self.mean) / self.scale) @ self.coef + self.intercept
+            out += missing[:, self.indicator] @ self.indicator_weights
+        return out
 
 
 def compile_linear(pipeline: Pipeline) -> CompiledLinear | None:
@@ -55,13 +55,14 @@ def compile_linear(pipeline: Pipeline) -> CompiledLinear | None:
     if not hasattr(head, "coef_"):
         return None
     indicator = imputer.indicator_.features_ if imputer.indicator_ is not None else np.array([])
+    folded = np.ravel(head.coef_) / scaler.scale_
+    d = len(imputer.statistics_)
     return CompiledLinear(
         fill=imputer.statistics_.astype(float),
+        weights=folded[:d],
         indicator=np.asarray(indicator, dtype=int),
-        mean=scaler.mean_,
-        scale=scaler.scale_,
-        coef=np.ravel(head.coef_),
-        intercept=float(np.ravel(head.intercept_)[0]),
+        indicator_weights=folded[d:],
+        intercept=float(np.ravel(head.intercept_)[0] - scaler.mean_ @ folded),
     )
 
 

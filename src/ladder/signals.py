@@ -9,7 +9,7 @@ signals stay NaN here; predictors impute them and add missing-indicators.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from itertools import combinations
 
 import numpy as np
@@ -54,6 +54,13 @@ def _agreement_features(codes: np.ndarray) -> np.ndarray:
     return np.column_stack([pairs, share, last_in_majority, distinct])
 
 
+@lru_cache(maxsize=4096)
+def _agreement_row(codes: tuple[int, ...]) -> np.ndarray:
+    """`_agreement_features` of one query, memoised: a live cascade asks at every rung, and
+    one query's answer codes take few patterns (its own codes count up from 0)."""
+    return _agreement_features(np.array([codes]))[0]
+
+
 def feature_names(table: QueryTable, chain: Sequence[int], stage: int) -> list[str]:
     """Names of the columns `stage_features` returns, for reports."""
     names = ["log_prompt_chars"]
@@ -70,27 +77,28 @@ def feature_names(table: QueryTable, chain: Sequence[int], stage: int) -> list[s
 def stage_features(table: QueryTable, chain: Sequence[int], stage: int) -> np.ndarray:
     """(n, d) features after `stage` (0-based position in `chain`, model indices of `table`).
 
-    Built with a handful of whole-block numpy operations (not one per column) because a
-    live cascade computes it for a single query at every rung."""
+    Built with a handful of whole-block numpy operations written into one preallocated
+    array (not one per column) because a live cascade computes it for a single query at
+    every rung, where each numpy call's fixed cost dominates."""
     run = list(chain[: stage + 1])
-    n = table.n
-    prompt = np.log1p(table.prompt_len) if table.prompt_len is not None else np.full(n, np.nan)
+    n, s = table.n, len(run)
+    width = len(PER_STAGE) * s
+    agreement = 0 if table.answers is None else s * (s - 1) // 2 + (3 if s > 1 else 0)
+    out = np.empty((n, 1 + width + agreement))
+    out[:, 0] = np.log1p(table.prompt_len) if table.prompt_len is not None else np.nan
+    per_stage = np.empty((n, s, len(PER_STAGE)))  # written in place: fewer numpy calls
     confidence = table.signals["confidence"][:, run]
-    share = table.sample_share[:, run] if table.sample_share is not None else None
-    per_stage = np.stack(
-        [
-            confidence,
-            # log-scale views of both ends: how unlikely the answer is, how far from certain
-            np.log(np.maximum(confidence, 1e-6)),
-            np.log(np.maximum(1.0 - confidence, 1e-6)),
-            table.signals["logprob_mean"][:, run],
-            table.signals["logprob_min"][:, run],
-            np.log1p(table.signals["tokens_out"][:, run]),
-            share if share is not None else np.full((n, len(run)), np.nan),
-        ],
-        axis=2,
-    ).reshape(n, len(run) * len(PER_STAGE))
-    blocks = [prompt[:, None], per_stage]
-    if table.answers is not None:
-        blocks.append(_agreement_features(table.answers[:, run]))
-    return np.hstack(blocks).astype(float)
+    per_stage[:, :, 0] = confidence
+    # log-scale views of both ends: how unlikely the answer is, how far from certain
+    np.log(np.maximum(confidence, 1e-6), out=per_stage[:, :, 1])
+    np.log(np.maximum(1.0 - confidence, 1e-6), out=per_stage[:, :, 2])
+    per_stage[:, :, 3] = table.signals["logprob_mean"][:, run]
+    per_stage[:, :, 4] = table.signals["logprob_min"][:, run]
+    np.log1p(table.signals["tokens_out"][:, run], out=per_stage[:, :, 5])
+    per_stage[:, :, 6] = table.sample_share[:, run] if table.sample_share is not None else np.nan
+    out[:, 1 : 1 + width] = per_stage.reshape(n, width)
+    if agreement:
+        codes = table.answers[:, run]
+        out[:, 1 + width :] = (_agreement_row(tuple(codes[0].tolist())) if n == 1
+                               else _agreement_features(codes))
+    return out

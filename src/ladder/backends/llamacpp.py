@@ -31,11 +31,12 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 @contextlib.contextmanager
 def _quiet_stderr():
-    """llama.cpp prints load-time notes straight to fd 2 even when not verbose; they would
-    break progress bars. Load errors still surface as exceptions."""
+    """llama.cpp prints load-time notes even when not verbose, from C to fd 2 and through
+    llama-cpp-python's log callback to sys.stderr; they would break progress bars. Load
+    errors still surface as exceptions."""
     saved = os.dup(2)
     try:
-        with open(os.devnull, "w") as devnull:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
             os.dup2(devnull.fileno(), 2)
             yield
     finally:

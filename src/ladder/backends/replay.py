@@ -8,7 +8,6 @@ engine's offline evaluation of the same log.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -28,15 +27,41 @@ from ladder.runlog.table import top_answer_share
 from ladder.tasks import Item
 
 
-@cache
-def _rows_by_model(path: Path, mtime: float, format: str) -> dict[str, pd.DataFrame]:
-    """The log split by model and indexed by query id; read once per file version."""
-    df = load_runlog(path, format)
-    return {str(m): part.set_index("query_id") for m, part in df.groupby("model", sort=False)}
-
-
 def _number(value: object) -> float:
     return math.nan if value is None or pd.isna(value) else float(value)
+
+
+def _output(row: dict) -> ModelOutput:
+    """A logged row as the output the model gave (answers as strings, as the engine's
+    QueryTable codes them)."""
+    answer = row.get("answer")
+    answer = None if answer is None or pd.isna(answer) else str(answer)
+    samples = row.get("samples")
+    latency_ms = _number(row.get("latency_ms"))
+    return ModelOutput(
+        answer=answer,
+        text=answer or "",
+        confidence=_number(row.get("confidence")),
+        logprob_mean=_number(row.get("logprob_mean")),
+        logprob_min=_number(row.get("logprob_min")),
+        tokens_in=_number(row.get("tokens_in")),
+        tokens_out=_number(row.get("tokens_out")),
+        latency_s=0.0 if math.isnan(latency_ms) else latency_ms / 1000,
+        sample_share=top_answer_share(samples) if samples is not None else math.nan,
+        cost=float(row["cost"]),
+        quality=float(row["quality"]),
+    )
+
+
+@cache
+def _outputs_by_model(path: Path, mtime: float, format: str) -> dict[str, dict[str, ModelOutput]]:
+    """Every logged output, by model and query id; read once per file version."""
+    df = load_runlog(path, format)
+    records = df.to_dict("records")
+    by_model: dict[str, dict[str, ModelOutput]] = {}
+    for row in records:
+        by_model.setdefault(str(row["model"]), {})[str(row["query_id"])] = _output(row)
+    return by_model
 
 
 class ReplayBackend(Backend):
@@ -46,45 +71,21 @@ class ReplayBackend(Backend):
         self.log = Path(log)
         self.model = model
         try:
-            by_model = _rows_by_model(self.log.resolve(), self.log.stat().st_mtime, format)
+            by_model = _outputs_by_model(self.log.resolve(), self.log.stat().st_mtime, format)
         except (OSError, RunLogError) as error:
             raise BackendError(f"replay log {self.log}: {error}") from None
         if model not in by_model:
             raise BackendError(f"model '{model}' is not in {self.log}; it has "
                                f"{', '.join(by_model)}")
-        self._rows = by_model[model]
-
-    def _row(self, query_id: str) -> pd.Series:
-        try:
-            return self._rows.loc[query_id]
-        except KeyError:
-            raise BackendError(f"query '{query_id}' has no row for '{self.model}' in "
-                               f"{self.log}") from None
+        self._outputs = by_model[model]
 
     async def answer(self, item: Item, template: str = DEFAULT_TEMPLATE,
                      max_tokens: int = 32) -> ModelOutput:
-        start = time.perf_counter()
-        row = self._row(item.id)
-        get = row.get
-        answer = get("answer")
-        answer = None if answer is None or (isinstance(answer, float) and math.isnan(answer)) \
-            else str(answer)
-        samples = get("samples")
-        latency_ms = _number(get("latency_ms"))
-        return ModelOutput(
-            answer=answer,
-            text=answer or "",
-            confidence=_number(get("confidence")),
-            logprob_mean=_number(get("logprob_mean")),
-            logprob_min=_number(get("logprob_min")),
-            tokens_in=_number(get("tokens_in")),
-            tokens_out=_number(get("tokens_out")),
-            latency_s=(latency_ms / 1000 if not math.isnan(latency_ms)
-                       else time.perf_counter() - start),
-            sample_share=top_answer_share(samples) if samples is not None else math.nan,
-            cost=float(row["cost"]),
-            quality=float(row["quality"]),
-        )
+        try:
+            return self._outputs[item.id]
+        except KeyError:
+            raise BackendError(f"query '{item.id}' has no row for '{self.model}' in "
+                               f"{self.log}") from None
 
     async def generate(self, prompt: str, *, max_tokens: int = 32,
                        stop: Sequence[str] = ("\n",)) -> Generation:
