@@ -9,6 +9,7 @@ needed. The prompt's evaluated prefix is reused across the options of an item.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import threading
@@ -44,6 +45,12 @@ def _quiet_stderr():
         os.close(saved)
 
 
+def _close_files(*files: object) -> None:
+    for f in files:
+        if hasattr(f, "close"):
+            f.close()
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -70,10 +77,14 @@ class LlamaCppBackend(Backend):
     def _load(self):
         if self._llama is None:
             try:
-                from llama_cpp import Llama
+                from llama_cpp import Llama, _utils
             except ImportError:
                 raise BackendError(f"the llamacpp backend needs llama-cpp-python; "
                                    f"{INSTALL_HINT}") from None
+            # it opens two /dev/null files at import and never closes them, which prints
+            # ResourceWarnings at exit
+            atexit.register(_close_files, getattr(_utils, "outnull_file", None),
+                            getattr(_utils, "errnull_file", None))
             path = embedded_path(self.model) if self.model in EMBEDDED else Path(self.model)
             if not path.is_file():
                 raise BackendError(f"model file not found: {path} (or use an embedded model: "
