@@ -27,7 +27,7 @@ from ladder.policies.persist import load_policy
 from ladder.policies.stages import ChainPolicy
 from ladder.rung import Rung, rungs_from_config
 from ladder.runlog.table import SIGNAL_COLUMNS, QueryTable
-from ladder.tasks import Item, grade, item_from_dict
+from ladder.tasks import Item, TaskError, grade, item_from_dict
 
 T = TypeVar("T")
 
@@ -143,6 +143,9 @@ class Cascade:
             return query
         if isinstance(query, dict):
             return item_from_dict(query)
+        if self.task_type == "choice":
+            raise TaskError("a plain prompt has no options; for multiple choice pass an item "
+                            "with 'options' (a dict or ladder.Item)")
         key = hashlib.blake2b(query.encode(), digest_size=6).hexdigest()
         return Item(f"prompt-{key}", query, self.task_type)
 

@@ -32,6 +32,7 @@ class FakeBackend(Backend):
         self.seed = seed
         self.latency_s = latency_s
         self.calls = 0
+        self.in_flight = self.max_in_flight = 0  # concurrent calls, for tests
 
     def _knows(self, prompt: str) -> bool:
         return _unit(self.seed, "knows", prompt) < self.skill
@@ -45,9 +46,14 @@ class FakeBackend(Backend):
 
     async def _wait(self) -> float:
         self.calls += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
         start = time.perf_counter()
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
+        try:
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+        finally:
+            self.in_flight -= 1
         return time.perf_counter() - start
 
     async def generate(self, prompt: str, *, max_tokens: int = 32,
