@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from rich.console import Console
 from rich.progress import Progress
 
 from ladder.backends.base import ModelOutput
@@ -195,7 +196,8 @@ class Cascade:
         """Decode a batch, at most `concurrency` items in flight, results in input order."""
         items = [self._item(q) for q in queries]
         gate = asyncio.Semaphore(concurrency or self.concurrency)
-        with Progress(transient=True, disable=not progress or len(items) < 2) as bar:
+        with Progress(console=Console(stderr=True), transient=True,
+                      disable=not progress or len(items) < 2) as bar:
             task = bar.add_task("decoding", total=len(items))
 
             async def one(item: Item) -> Result:
