@@ -91,3 +91,17 @@ def test_fit_rejects_bad_policy_lambda_and_split(setup, tmp_path: Path) -> None:
     ):
         result = runner.invoke(app, ["fit", str(log), "-o", out, *args])
         assert result.exit_code == 2 and message in said(result), result.output
+
+
+def test_missing_local_extra_is_explained(tmp_path: Path, monkeypatch) -> None:
+    """Without llama-cpp-python the message names the extra to install (rich markup must not
+    eat the '[local]')."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp → ImportError
+    config = tmp_path / "local.yaml"
+    config.write_text("models:\n  - {name: a, backend: llamacpp, model: smollm2-135m}\n")
+    result = runner.invoke(app, ["collect", "builtin", "-c", str(config),
+                                 "-o", str(tmp_path / "log.jsonl")])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'ladder[local]'" in said(result)
