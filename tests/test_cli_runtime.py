@@ -98,7 +98,10 @@ def test_missing_local_extra_is_explained(tmp_path: Path, monkeypatch) -> None:
     eat the '[local]')."""
     import sys
 
+    from ladder.backends.llamacpp import _llama_class
+
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp → ImportError
+    _llama_class.cache_clear()  # an earlier test may have imported it already
     config = tmp_path / "local.yaml"
     config.write_text("models:\n  - {name: a, backend: llamacpp, model: smollm2-135m}\n")
     result = runner.invoke(app, ["collect", "builtin", "-c", str(config),

@@ -33,6 +33,17 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _names(option: str | None) -> list[str] | None:
+    """A comma-separated option as a list of names (None when not given)."""
+    return [m.strip() for m in option.split(",") if m.strip()] if option else None
+
+
+def _bar() -> Progress:
+    """The progress bar every long command shows (on stderr, gone when done)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
 def _check_format(format: str) -> None:
     if format not in FORMATS:
         raise _fail(f"unknown format '{format}'; choose one of {', '.join(FORMATS)}")
@@ -110,7 +121,7 @@ def evaluate_command(
         raise _fail(f"unknown predictor '{predictor}'; choose one of {', '.join(KINDS)}")
     if max_stages < 1 or lambdas < 1:
         raise _fail("--max-stages and --lambdas must be at least 1")
-    chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    chosen = _names(models)
     try:
         df = load_runlog(log, format)
         table = QueryTable.from_runlog(df, models=chosen, benchmark=benchmark)
@@ -121,8 +132,7 @@ def evaluate_command(
         console.print(f"[yellow]dropped {table.dropped} queries missing a model[/yellow]")
     console.print(f"{table.n} queries × {table.k} models; split: {how} "
                   f"({train.n} train / {test.n} test)")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    with _bar() as bar:
         task = bar.add_task("fitting", total=None)
 
         def advance(description: str, total: int) -> None:
@@ -142,11 +152,6 @@ def evaluate_command(
 
         title = f"ladder evaluate {log.name}" + (f" --benchmark {benchmark}" if benchmark else "")
         console.print(f"wrote {write_report(evaluation, report, title=title)}")
-
-
-def _bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=True)
 
 
 @app.command("collect")
@@ -172,8 +177,7 @@ def collect_command(
     try:
         items = builtin_tasks() if str(tasks) == "builtin" else load_tasks(tasks)
         settings = load_config(config)
-        names = [m.strip() for m in models.split(",") if m.strip()] if models else None
-        rungs = rungs_from_config(settings, names)
+        rungs = rungs_from_config(settings, _names(models))
         with _bar() as bar:
             task = bar.add_task("collecting", total=None)
 
@@ -219,10 +223,8 @@ def fit_command(
     from ladder.fit import fit_policy
     from ladder.policies.persist import save_policy
 
-    chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    chain_models = [m.strip() for m in chain.split(",") if m.strip()] if chain else None
     try:
-        table = QueryTable.from_runlog(load_runlog(log, format), models=chosen,
+        table = QueryTable.from_runlog(load_runlog(log, format), models=_names(models),
                                        benchmark=benchmark)
         if split is not None:
             labels = set(table.split) if table.split is not None else set()
@@ -232,7 +234,7 @@ def fit_command(
             table = table.rows(table.split == split)
         with _bar() as bar:
             bar.add_task(f"fitting {policy} on {table.n} queries", total=None)
-            fitted = fit_policy(table, policy, lam, chain_models, max_stages, predictor)
+            fitted = fit_policy(table, policy, lam, _names(chain), max_stages, predictor)
     except (RunLogError, ValueError) as error:
         raise _fail(str(error)) from None
     save_policy(fitted, output)

@@ -134,10 +134,11 @@ class Cascade:
                 raise ConfigError("the config names no policy file (key 'policy') and none "
                                   "was given")
             policy = load_policy(path)
-        names = list(policy_chain(policy))
-        return cls(rungs_from_config(config, [n for n in names if n in
-                                              {m.name for m in config.models}]),
-                   policy, config.task.type, config.defaults.concurrency)
+        configured = {m.name for m in config.models}
+        # models the config lacks are reported by __init__, naming the policy's chain
+        names = [n for n in policy_chain(policy) if n in configured]
+        return cls(rungs_from_config(config, names), policy, config.task.type,
+                   config.defaults.concurrency)
 
     def _item(self, query: Item | str | dict) -> Item:
         if isinstance(query, Item):

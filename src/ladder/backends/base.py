@@ -21,6 +21,13 @@ from ladder.tasks import Item, extract_answer
 DEFAULT_TEMPLATE = "Question: {prompt}\nAnswer:"
 
 
+def with_option(prompt: str, option: str) -> str:
+    """The text whose tail is scored for an option: prompt, one space unless either side
+    already has one, option."""
+    sep = "" if prompt[-1:].isspace() or option[:1].isspace() else " "
+    return prompt + sep + option
+
+
 class BackendError(RuntimeError):
     """A model call failed (server unreachable, bad response, missing weights)."""
 

@@ -15,11 +15,19 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from ladder.backends.base import Backend, BackendError, Generation, OptionScores, Usage
+from ladder.backends.base import (
+    Backend,
+    BackendError,
+    Generation,
+    OptionScores,
+    Usage,
+    with_option,
+)
 from ladder.backends.embedded import EMBEDDED, INSTALL_HINT, embedded_path
 
 
@@ -51,6 +59,20 @@ def _close_files(*files: object) -> None:
             f.close()
 
 
+@cache
+def _llama_class() -> type:
+    """llama_cpp.Llama, imported on first use (the extra is optional)."""
+    try:
+        from llama_cpp import Llama, _utils
+    except ImportError:
+        raise BackendError(f"the llamacpp backend needs llama-cpp-python; {INSTALL_HINT}") \
+            from None
+    # it opens two /dev/null files at import and never closes them: ResourceWarnings at exit
+    atexit.register(_close_files, getattr(_utils, "outnull_file", None),
+                    getattr(_utils, "errnull_file", None))
+    return Llama
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -76,15 +98,7 @@ class LlamaCppBackend(Backend):
 
     def _load(self):
         if self._llama is None:
-            try:
-                from llama_cpp import Llama, _utils
-            except ImportError:
-                raise BackendError(f"the llamacpp backend needs llama-cpp-python; "
-                                   f"{INSTALL_HINT}") from None
-            # it opens two /dev/null files at import and never closes them, which prints
-            # ResourceWarnings at exit
-            atexit.register(_close_files, getattr(_utils, "outnull_file", None),
-                            getattr(_utils, "errnull_file", None))
+            Llama = _llama_class()
             path = embedded_path(self.model) if self.model in EMBEDDED else Path(self.model)
             if not path.is_file():
                 raise BackendError(f"model file not found: {path} (or use an embedded model: "
@@ -120,8 +134,7 @@ class LlamaCppBackend(Backend):
         context = self._tokens(prompt)
         per_option, evaluated = [], len(context)
         for option in options:
-            sep = "" if prompt.endswith((" ", "\n")) or option.startswith(" ") else " "
-            whole = self._tokens(prompt + sep + option)
+            whole = self._tokens(with_option(prompt, option))
             split = _common_prefix(context, whole)
             if split == 0 or split == len(whole):
                 raise BackendError(f"option {option!r} has no tokens of its own after the prompt")

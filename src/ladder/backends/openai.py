@@ -15,7 +15,14 @@ from typing import Any
 
 import httpx
 
-from ladder.backends.base import Backend, BackendError, Generation, OptionScores, Usage
+from ladder.backends.base import (
+    Backend,
+    BackendError,
+    Generation,
+    OptionScores,
+    Usage,
+    with_option,
+)
 
 ENDPOINTS = ("completions", "chat")
 _RETRY_ERRORS = (httpx.NetworkError, httpx.RemoteProtocolError)  # timeouts are not retried
@@ -175,8 +182,7 @@ class OpenAIBackend(Backend):
                             Usage(sum(r[1] for r in results), 0, latency))
 
     async def _score_one(self, prompt: str, option: str) -> tuple[tuple[float, ...], int]:
-        sep = "" if prompt[-1:].isspace() or option[:1].isspace() else " "
-        full = prompt + sep + option
+        full = with_option(prompt, option)
         payload = {"model": self.model, "prompt": full, "max_tokens": 1, "temperature": 0,
                    "echo": True, "logprobs": 1}
         data = await self._post("/completions", payload)
