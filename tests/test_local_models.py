@@ -128,7 +128,7 @@ def server() -> Iterator[str]:
 def test_server_scores_options_like_the_in_process_model(server: str,
                                                          gemma: LlamaCppBackend) -> None:
     """Two items only: llama-cpp-python's server sorts Gemma's whole vocabulary in Python for
-    every echoed token (about 6 s per option request on 2 cores)."""
+    every echoed token (this test, 8 option requests, took 100 s on 2 cores)."""
     remote = OpenAIBackend(server, "gemma", timeout_s=300)
     for item in ITEMS[:2]:
         prompt = DEFAULT_TEMPLATE.format(prompt=item.prompt)
