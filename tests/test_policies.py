@@ -306,9 +306,11 @@ def test_threshold_cascade_escalates_exactly_the_wrong_ones(mixed) -> None:
         assert out.mean_cost == pytest.approx(1 + 10 / 3)
         decided = policy.decide(table, 0)
         np.testing.assert_array_equal(decided, out.last_run == 0)
-    assert policy.train_objective_ == pytest.approx(
-        train.quality.max(axis=1).mean() - 0.01 * (1 + 10 / 3)
-    )
+    # judged on held-out folds: no better than the per-query best pair, and better than
+    # either model alone (thresholds refitted on 48 queries may misplace a few of the 12)
+    best_pair = train.quality.max(axis=1).mean() - 0.01 * (1 + 10 / 3)
+    alone = max(train.quality[:, 0].mean() - 0.01, train.quality[:, 1].mean() - 0.11)
+    assert alone < policy.train_objective_ <= best_pair + 1e-12
 
 
 def test_threshold_cascade_huge_lambda_never_escalates(mixed) -> None:

@@ -217,8 +217,9 @@ def test_predictor_fast_path_matches_sklearn() -> None:
     assert model._compiled is not None  # the numpy path is the one being checked
     X_test, _ = separable(100, 6)
     X_test[:10, 0] = np.nan  # missing where training had none
-    slow = model.calibrator_.predict(_scores(model.model_, X_test))
-    np.testing.assert_allclose(model.predict(X_test), slow, rtol=0, atol=1e-12)
+    raw_test = _scores(model.model_, X_test)
+    slow = model.calibrator_.predict_proba(np.log(raw_test / (1 - raw_test))[:, None])[:, 1]
+    np.testing.assert_allclose(model.predict(X_test), slow, rtol=0, atol=1e-9)
     raw = _scores(model.model_, X_test)
     compiled = 1 / (1 + np.exp(-model._compiled.decision(X_test)))
     np.testing.assert_allclose(compiled, raw, rtol=0, atol=1e-12)
@@ -226,7 +227,7 @@ def test_predictor_fast_path_matches_sklearn() -> None:
 
 def test_predictor_without_calibration_and_few_positives() -> None:
     X, y = separable(60, 7)
-    model = QualityPredictor(calibrate=False).fit(X, y)
+    model = QualityPredictor(calibration=None).fit(X, y)
     assert model.calibrator_ is None
     np.testing.assert_allclose(model.predict(X), _scores(model.model_, X), atol=1e-12)
     # one positive: no stratified folds possible, the OOF falls back to the mean
@@ -258,3 +259,70 @@ def test_single_query_agreement_memo_equals_the_vectorised_features() -> None:
         batch = _agreement_features(codes)
         for row, expected in zip(codes, batch, strict=True):
             np.testing.assert_array_equal(_agreement_row(tuple(row.tolist())), expected)
+
+
+def test_calibration_is_cross_fitted() -> None:
+    # a calibrator fitted on every out-of-fold score and applied to the same rows makes them
+    # in-sample again; the cross-fitted `oof_` of each fold uses a map fitted on the others
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    from ladder.predictors import _apply_calibrator, _fit_calibrator, _fit_pipeline
+
+    X, y = separable(150, 8)
+    for method in ("sigmoid", "isotonic"):
+        model = QualityPredictor(calibration=method, n_folds=3).fit(X, y)
+        template = model._pipeline(X.shape[1])
+        folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y.astype(int)))
+        raw = np.empty(len(y))
+        for train, held in folds:
+            raw[held] = _scores(_fit_pipeline(clone(template), X[train], y[train]), X[held])
+        expected = np.empty(len(y))
+        for train, held in folds:
+            expected[held] = _apply_calibrator(_fit_calibrator(method, raw[train], y[train]),
+                                               raw[held])
+        np.testing.assert_allclose(model.oof_, expected, atol=1e-12)
+        in_sample = _apply_calibrator(model.calibrator_, raw)
+        assert not np.allclose(model.oof_, in_sample)
+    # sigmoid keeps the out-of-fold ranking of ~150 rows (isotonic collapses it to steps)
+    sigmoid = QualityPredictor(calibration="sigmoid").fit(X, y)
+    isotonic = QualityPredictor(calibration="isotonic").fit(X, y)
+    assert len(np.unique(sigmoid.oof_)) > 3 * len(np.unique(isotonic.oof_))
+
+
+def test_unlabelled_rows_are_predicted_not_fitted() -> None:
+    X, y = separable(200, 9)
+    partial = y.copy()
+    partial[150:] = np.nan
+    model = QualityPredictor().fit(X, partial)
+    alone = QualityPredictor().fit(X[:150], y[:150])
+    np.testing.assert_allclose(model.oof_[:150], alone.oof_, atol=1e-12)
+    np.testing.assert_allclose(model.oof_[150:], alone.predict(X[150:]), atol=1e-12)
+    with pytest.raises(ValueError, match="no labelled rows"):
+        QualityPredictor().fit(X, np.full(200, np.nan))
+
+
+def test_pooling_shrinks_task_terms_towards_the_shared_effect() -> None:
+    # two tasks share the signal's slope; task 'small' (30 rows) has a true offset of +0.4
+    # in log-odds over task 'large' (600 rows), much less than its sampling noise. Strong
+    # pooling pulls 'small' towards the shared model; no pooling fits it on its own.
+    rng = np.random.default_rng(10)
+    n_large, n_small = 600, 30
+    groups = np.array(["large"] * n_large + ["small"] * n_small)
+    X = rng.normal(size=(n_large + n_small, 1))
+    logit = 1.5 * X[:, 0] + np.where(groups == "small", 0.4, 0.0)
+    y = (rng.random(len(X)) < 1 / (1 + np.exp(-logit))).astype(float)
+    probe = np.zeros((1, 1))
+    shared = QualityPredictor(calibration=None).fit(X, y).predict(probe)[0]
+    estimates = {}
+    for strength in (0.01, 1.0, 30.0):
+        model = QualityPredictor(calibration=None, pool_strength=strength).fit(X, y, groups)
+        assert model.tasks_ == ("large", "small")
+        estimates[strength] = model.predict(probe, np.array(["small"]))[0]
+        # an unknown task gets the shared effects only
+        unknown = model.predict(probe, np.array(["new"]))[0]
+        assert abs(unknown - shared) < abs(estimates[strength] - shared) + 0.05
+    assert abs(estimates[0.01] - shared) < 0.01  # fully pooled
+    assert abs(estimates[0.01] - shared) < abs(estimates[1.0] - shared) < abs(
+        estimates[30.0] - shared)
+    assert abs(estimates[30.0] - shared) > 0.02

@@ -2,10 +2,16 @@
 
 Three model families (logistic regression, the seeds' one-hidden-layer MLP of 32
 units, gradient-boosted trees) share one wrapper that imputes missing signals
-with indicators, standardises, and calibrates probabilities with isotonic
-regression fitted on out-of-fold scores. The out-of-fold predictions are kept
-(`oof_`) so the DP cascade can compute honest continuation targets on the
-training split without reusing in-sample fits.
+with indicators, standardises, and calibrates probabilities on out-of-fold
+scores. The out-of-fold predictions are kept (`oof_`) so that tuning on the
+training split never scores a query with a model that saw its label; the
+calibration is cross-fitted too (theory.md §9: a calibrator fitted on
+out-of-fold scores and applied to the same rows makes them in-sample again).
+
+Rows without a label (quality NaN: served traffic before feedback) are not fitted
+on, but get predictions, so tuning can use their signals. With task labels
+(`groups`), the logistic predictor pools the tasks (theory.md §9): shared
+per-model effects plus task terms that a stronger penalty shrinks towards them.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
@@ -27,6 +34,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 KINDS = ("logistic", "mlp", "gbt")
+CALIBRATIONS = ("sigmoid", "isotonic")
+UNKNOWN_TASK = -1  # a task the predictor was not fitted on: only the shared effects apply
 
 
 @dataclass(frozen=True)
@@ -50,9 +59,11 @@ class CompiledLinear:
 
 
 def compile_linear(pipeline: Pipeline) -> CompiledLinear | None:
-    """The numpy form of a fitted imputer/scaler/linear-model pipeline; None for other heads."""
+    """The numpy form of a fitted imputer/scaler/linear-model pipeline; None for others."""
+    if len(pipeline.steps) != 3:
+        return None
     imputer, scaler, head = (step for _, step in pipeline.steps)
-    if not hasattr(head, "coef_"):
+    if not (isinstance(imputer, SimpleImputer) and hasattr(head, "coef_")):
         return None
     indicator = imputer.indicator_.features_ if imputer.indicator_ is not None else np.array([])
     folded = np.ravel(head.coef_) / scaler.scale_
@@ -64,6 +75,29 @@ def compile_linear(pipeline: Pipeline) -> CompiledLinear | None:
         indicator_weights=folded[d:],
         intercept=float(np.ravel(head.intercept_)[0] - scaler.mean_ @ folded),
     )
+
+
+class TaskInteractions(TransformerMixin, BaseEstimator):
+    """[signals, task] → [signals, s·onehot(task), s·onehot(task) ⊙ signals].
+
+    The input's last column is the task code (UNKNOWN_TASK: none). Scaling the task
+    columns by `strength` s < 1 multiplies their ridge penalty by 1/s², so the per-task
+    intercepts and slopes shrink towards the shared ones (partial pooling)."""
+
+    def __init__(self, n_tasks: int = 1, strength: float = 1.0):
+        self.n_tasks = n_tasks
+        self.strength = strength
+
+    def fit(self, X: np.ndarray, y: object = None) -> TaskInteractions:
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        signals, task = X[:, :-1], X[:, -1].astype(int)
+        onehot = np.zeros((len(X), self.n_tasks))
+        known = task >= 0
+        onehot[np.flatnonzero(known), task[known]] = self.strength
+        interactions = (onehot[:, :, None] * signals[:, None, :]).reshape(len(X), -1)
+        return np.hstack([signals, onehot, interactions])
 
 
 def _base_model(kind: str, random_state: int) -> BaseEstimator:
@@ -113,49 +147,113 @@ def _scores(model: Pipeline | float, X: np.ndarray) -> np.ndarray:
     return model.predict_proba(X)[:, 1]
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> BaseEstimator | None:
+    """A monotone map from raw scores to calibrated probabilities; None when y is constant."""
+    if np.ptp(y) == 0:
+        return None
+    if method == "isotonic":
+        return IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(raw, y)
+    # Platt scaling on the logit: two parameters, so ~300 rows give a smooth map (isotonic
+    # collapses such samples to a handful of distinct values)
+    Xb, labels, weights = _binary_targets(_logit(raw)[:, None], y)
+    return LogisticRegression(C=1e4).fit(Xb, labels, sample_weight=weights)
+
+
+def _apply_calibrator(calibrator: BaseEstimator | None, raw: np.ndarray) -> np.ndarray:
+    if calibrator is None:
+        return raw
+    if isinstance(calibrator, IsotonicRegression):
+        return np.interp(raw, calibrator.X_thresholds_, calibrator.y_thresholds_)
+    z = calibrator.coef_[0, 0] * _logit(raw) + calibrator.intercept_[0]
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 class QualityPredictor(BaseEstimator):
     """Predicts a stage's expected quality from the signals seen so far.
 
     kind: 'logistic', 'mlp' (one hidden layer of 32, as in the seeds) or 'gbt'.
-    calibrate: fit an isotonic map on out-of-fold scores (recommended for mlp/gbt).
+    calibration: 'sigmoid' (Platt), 'isotonic' or None; fitted on out-of-fold scores and
+    cross-fitted for `oof_`. pool_strength: with task labels, the scale of the task terms
+    (smaller = more pooling; logistic only).
     """
 
-    def __init__(self, kind: str = "logistic", calibrate: bool = True, n_folds: int = 5,
-                 random_state: int = 0):
+    def __init__(self, kind: str = "logistic", calibration: str | None = "sigmoid",
+                 n_folds: int = 5, random_state: int = 0, pool_strength: float = 1.0):
         self.kind = kind
-        self.calibrate = calibrate
+        self.calibration = calibration
         self.n_folds = n_folds
         self.random_state = random_state
+        self.pool_strength = pool_strength
 
-    def _pipeline(self) -> Pipeline:
-        return make_pipeline(
+    def _pipeline(self, n_features: int) -> Pipeline:
+        signals = make_pipeline(
             SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
             StandardScaler(),
-            _base_model(self.kind, self.random_state),
         )
+        head = _base_model(self.kind, self.random_state)
+        if self.tasks_ is None:
+            return make_pipeline(*signals.named_steps.values(), head)
+        columns = ColumnTransformer([("signals", signals, slice(0, n_features)),
+                                     ("task", "passthrough", [n_features])])
+        return make_pipeline(columns, TaskInteractions(len(self.tasks_), self.pool_strength),
+                             head)
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> QualityPredictor:
+    def _inputs(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        """X, with the task code appended when the predictor pools tasks."""
+        if self.tasks_ is None:
+            return X
+        codes = np.full(len(X), UNKNOWN_TASK, dtype=float)
+        if groups is not None:
+            index = {t: i for i, t in enumerate(self.tasks_)}
+            codes = np.array([index.get(g, UNKNOWN_TASK) for g in groups], dtype=float)
+        return np.column_stack([X, codes])
+
+    def fit(self, X: np.ndarray, y: np.ndarray,
+            groups: np.ndarray | None = None) -> QualityPredictor:
+        """Fit on the rows whose quality is known; `groups` (task names) turns pooling on."""
+        if self.calibration not in (*CALIBRATIONS, None):
+            raise ValueError(f"unknown calibration '{self.calibration}'; choose one of "
+                             f"{', '.join(CALIBRATIONS)} or None")
         X = np.asarray(X, dtype=float)
         y = np.asarray(y, dtype=float)
         self.__dict__.pop("_compiled", None)  # a refit must not predict with the old model
-        template = self._pipeline()
-        raw_oof = np.empty(len(y))
-        strata = (y >= 0.5).astype(int)
+        labelled = np.flatnonzero(~np.isnan(y))
+        if len(labelled) == 0:
+            raise ValueError("no labelled rows to fit a quality predictor on")
+        tasks = None if groups is None else sorted({str(g) for g in np.asarray(groups)[labelled]})
+        self.tasks_ = tuple(tasks) if tasks and len(tasks) > 1 and self.kind == "logistic" \
+            else None
+        Z = self._inputs(X, groups)
+        template = self._pipeline(X.shape[1])
+        yl, Zl = y[labelled], Z[labelled]
+        strata = (yl >= 0.5).astype(int)
         n_folds = min(self.n_folds, int(np.bincount(strata, minlength=2).min()))
+        raw = np.full(len(yl), yl.mean())
+        folds = []
         if n_folds >= 2:
-            folds = StratifiedKFold(n_folds, shuffle=True, random_state=self.random_state)
-            for train, held in folds.split(X, strata):
-                raw_oof[held] = _scores(_fit_pipeline(clone(template), X[train], y[train]), X[held])
-        else:
-            raw_oof[:] = y.mean()
-        self.model_ = _fit_pipeline(clone(template), X, y)
-        self.calibrator_ = None
-        if self.calibrate and n_folds >= 2:
-            self.calibrator_ = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
-            self.calibrator_.fit(raw_oof, y)
-            self.oof_ = self.calibrator_.predict(raw_oof)
-        else:
-            self.oof_ = raw_oof
+            folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=self.random_state)
+                         .split(Zl, strata))
+            for train, held in folds:
+                raw[held] = _scores(_fit_pipeline(clone(template), Zl[train], yl[train]), Zl[held])
+        self.model_ = _fit_pipeline(clone(template), Zl, yl)
+        calibrate = self.calibration is not None and n_folds >= 2
+        self.calibrator_ = _fit_calibrator(self.calibration, raw, yl) if calibrate else None
+        oof = np.empty(len(y))
+        oof[labelled] = raw
+        if self.calibrator_ is not None:  # cross-fitted: fold k's map never saw fold k
+            for train, held in folds:
+                fold_map = _fit_calibrator(self.calibration, raw[train], yl[train])
+                oof[labelled[held]] = _apply_calibrator(fold_map, raw[held])
+        unlabelled = np.flatnonzero(np.isnan(y))
+        if len(unlabelled):
+            oof[unlabelled] = self.predict(X[unlabelled],
+                                           None if groups is None else groups[unlabelled])
+        self.oof_ = oof
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -168,14 +266,11 @@ class QualityPredictor(BaseEstimator):
     def _compiled(self) -> CompiledLinear | None:
         return None if isinstance(self.model_, float) else compile_linear(self.model_)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Expected quality in [0, 1] for each row."""
+    def predict(self, X: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """Expected quality in [0, 1] for each row; `groups`: the rows' tasks (pooled only)."""
         X = np.asarray(X, dtype=float)
         if self._compiled is not None:
             scores = 1.0 / (1.0 + np.exp(-self._compiled.decision(X)))
         else:
-            scores = _scores(self.model_, X)
-        if self.calibrator_ is not None:
-            iso = self.calibrator_
-            return np.interp(scores, iso.X_thresholds_, iso.y_thresholds_)
-        return scores
+            scores = _scores(self.model_, self._inputs(X, groups))
+        return _apply_calibrator(self.calibrator_, scores)

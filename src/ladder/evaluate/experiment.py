@@ -19,13 +19,15 @@ from ladder.evaluate.frontier import (
     gap_closure,
     upper_hull,
 )
+from ladder.policies.auto import AutoCascade
+from ladder.policies.base import Outcome
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
 from ladder.policies.chains import DP_CANDIDATES, BestChain
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
 from ladder.runlog.table import QueryTable
 
-FAMILIES = ("fixed", "random", "oracle", "threshold", "dp", "seed_heuristic")
+FAMILIES = ("fixed", "random", "oracle", "threshold", "dp", "auto", "seed_heuristic")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class PolicyPoint:
     chain: tuple[str, ...]
     stage_mix: dict[str, float]
     shadow_prices: tuple[float, ...] = ()
+    choice: dict | None = None  # auto: the family and options it chose at this λ
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Evaluation:
     summary: dict[str, dict]
     predictors: list[dict]
     policies: dict[tuple[str, float], BaseEstimator] = field(default_factory=dict, repr=False)
+    outcomes: list[Outcome] = field(default_factory=list, repr=False)  # per point, on test
 
     def family_points(self, family: str) -> list[PolicyPoint]:
         return [p for p in self.points if p.family == family]
@@ -74,17 +78,22 @@ SEED_LAMBDAS = np.geomspace(0.01, 100.0, 15)
 
 
 def _point(policy: BaseEstimator, family: str, lam: float, train: QueryTable,
-           test: QueryTable, cache: PredictorCache) -> PolicyPoint:
+           test: QueryTable, cache: PredictorCache) -> tuple[PolicyPoint, Outcome]:
+    """The policy's test point (and per-query test outcome); its train figures are judged
+    like its fit (labels, and p̂ where a label is missing)."""
     on_test = policy.replay(test, cache)
     on_train = policy.replay(train, cache)
+    judged = cache.targets(train, 1.0)[np.arange(train.n), on_train.chosen]
     chain = getattr(policy, "chain_", None) or (getattr(policy, "model_", None),)
     rates = getattr(getattr(policy, "policy_", policy), "shadow_prices_", ())
-    return PolicyPoint(
+    point = PolicyPoint(
         family, float(lam), on_test.mean_cost, on_test.mean_quality,
-        on_train.mean_cost, on_train.mean_quality,
+        on_train.mean_cost, float(judged.mean()),
         tuple(c for c in chain if c is not None), on_test.stage_mix(test.models),
         tuple(None if np.isnan(x) else float(x) for x in rates),
+        getattr(policy, "choice_", None),
     )
+    return point, on_test
 
 
 def _predictor_report(train: QueryTable, test: QueryTable, cache: PredictorCache) -> list[dict]:
@@ -155,16 +164,19 @@ def evaluate(
     max_stages: int = 3,
     predictor: str = "logistic",
     progress: Callable[[str, int], None] | None = None,
+    pool: QueryTable | None = None,
 ) -> Evaluation:
     """Fit each family for every λ on `train`, replay on `test`, summarise the frontiers.
 
+    pool: the training queries of several tasks (train's among them) to fit the quality
+    predictors on with partial pooling (theory.md §9); tuning still uses `train` only.
     progress(description, total) is called once per fitted policy (total = all fits).
     BLAS runs single-threaded: the fits are many and small, and two BLAS threads on a
     2-core machine shared with anything else slow them down several times.
     """
     with threadpool_limits(1, "blas"):
         return _evaluate(train, test, split, families, n_lambdas, max_stages, predictor,
-                         progress)
+                         progress, pool)
 
 
 def _evaluate(
@@ -176,51 +188,56 @@ def _evaluate(
     max_stages: int,
     predictor: str,
     progress: Callable[[str, int], None] | None,
+    pool: QueryTable | None = None,
 ) -> Evaluation:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown famil(ies) {unknown}; choose from {', '.join(FAMILIES)}")
-    cache = PredictorCache(train, predictor)
+    cache = PredictorCache(train, predictor, pool=pool)
     lambdas = lambda_grid(train, n_lambdas)
-    plan: list[tuple[str, float, Callable[[], BaseEstimator]]] = []
-    if "fixed" in families:
-        plan += [("fixed", 0.0, lambda m=m: FixedModel(m)) for m in train.models]
-    if "oracle" in families:
-        plan += [("oracle", lam, lambda lam=lam: Oracle(lam)) for lam in lambdas]
+    cascades = {"threshold", "dp", "auto", "random"} & set(families)
+    total = (len(train.models) * ("fixed" in families) + len(lambdas) * len(cascades)
+             + len(lambdas) * ("oracle" in families)
+             + len(SEED_LAMBDAS) * ("seed_heuristic" in families))
+    points: list[PolicyPoint] = []
+    outcomes: list[Outcome] = []
     policies: dict[tuple[str, float], BaseEstimator] = {}
 
-    def dp_at(lam: float) -> BestChain:
-        """A DP over the threshold search's best chains at the same λ when it ran already."""
-        searched = policies.get(("threshold", lam))
-        chains = searched.ranking_[:DP_CANDIDATES] if searched else None
-        return BestChain("dp", lam, max_stages, chains=chains, predictor=predictor)
-
-    if "threshold" in families:
-        plan += [("threshold", lam, lambda lam=lam: BestChain("threshold", lam, max_stages,
-                                                              predictor=predictor))
-                 for lam in lambdas]
-    if "dp" in families or "random" in families:
-        plan += [("dp", lam, lambda lam=lam: dp_at(lam)) for lam in lambdas]
-    if "seed_heuristic" in families:
-        plan += [("seed_heuristic", lam, lambda lam=lam: SeedHeuristic(None, lam,
-                                                                       predictor=predictor))
-                 for lam in SEED_LAMBDAS]
-    total = len(plan) + (len(lambdas) if "random" in families else 0)
-    points: list[PolicyPoint] = []
-    for family, lam, make in plan:
-        policy = make().fit(train, cache)
+    def add(family: str, lam: float, policy: BaseEstimator) -> None:
         policies[(family, lam)] = policy
-        points.append(_point(policy, family, lam, train, test, cache))
+        point, outcome = _point(policy, family, lam, train, test, cache)
+        points.append(point)
+        outcomes.append(outcome)
         if progress:
             progress(f"{family} λ={lam:.3g}", total)
-    if "random" in families:
-        for p in [p for p in points if p.family == "dp"]:
-            policy = RandomMix(target_cost=p.train_cost).fit(train)
-            policies[("random", p.lam)] = policy
-            points.append(_point(policy, "random", p.lam, train, test, cache))
-            if progress:
-                progress(f"random λ={p.lam:.3g}", total)
-    points = [p for p in points if p.family in families]
+
+    if "fixed" in families:
+        for model in train.models:
+            add("fixed", 0.0, FixedModel(model).fit(train))
+    if "oracle" in families:
+        for lam in lambdas:
+            add("oracle", lam, Oracle(lam).fit(train))
+    for lam in lambdas if cascades else ():
+        # explicit data flow: dp climbs the threshold search's best chains at the same λ,
+        # auto reuses both as its label-only candidates and the random mix matches dp's cost
+        threshold = BestChain("threshold", lam, max_stages, predictor=predictor).fit(train, cache)
+        dp = BestChain("dp", lam, max_stages, chains=threshold.ranking_[:DP_CANDIDATES],
+                       predictor=predictor).fit(train, cache)
+        if "threshold" in families:
+            add("threshold", lam, threshold)
+        if "dp" in families:
+            add("dp", lam, dp)
+        if "auto" in families:
+            reuse = {("threshold", 1.0, False): threshold, ("dp", 1.0, False): dp}
+            add("auto", lam, AutoCascade(lam, max_stages, predictor=predictor)
+                .fit(train, cache, reuse))
+        if "random" in families:
+            train_cost = dp.replay(train, cache).mean_cost
+            add("random", lam, RandomMix(target_cost=train_cost).fit(train))
+    if "seed_heuristic" in families:
+        for lam in SEED_LAMBDAS:
+            add("seed_heuristic", lam, SeedHeuristic(None, lam, predictor=predictor)
+                .fit(train, cache))
     models = [
         {"name": m, "cost": float(c), "quality": float(q)}
         for m, c, q in zip(test.models, test.mean_cost(), test.mean_quality(), strict=True)
@@ -233,7 +250,7 @@ def _evaluate(
     return Evaluation(
         n_train=train.n, n_test=test.n, dropped=train.dropped, split=split, models=models,
         points=points, summary=summary, predictors=_predictor_report(train, test, cache),
-        policies=policies,
+        policies=policies, outcomes=outcomes,
     )
 
 
@@ -249,7 +266,7 @@ def to_json(evaluation: Evaluation) -> dict:
             {"family": p.family, "lambda": p.lam, "cost": p.cost, "quality": p.quality,
              "train_cost": p.train_cost, "train_quality": p.train_quality,
              "chain": list(p.chain), "stage_mix": p.stage_mix,
-             "shadow_prices": list(p.shadow_prices)}
+             "shadow_prices": list(p.shadow_prices), "choice": p.choice}
             for p in evaluation.points
         ],
         "summary": evaluation.summary,

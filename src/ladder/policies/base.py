@@ -42,6 +42,13 @@ class Outcome:
         return {m: float(c) for m, c in zip(models, counts, strict=True)}
 
 
+def best_model(qualities: np.ndarray, costs: np.ndarray) -> int:
+    """Index of the most accurate model, ties to the cheaper, then the earlier; exact at any
+    cost scale (a tie-break such as q − 1e-12·c vanishes at costs of 1e-6)."""
+    qualities, costs = np.asarray(qualities, float), np.asarray(costs, float)
+    return int(np.lexsort((np.arange(len(qualities)), costs, -qualities))[0])
+
+
 def resolve_chain(table: QueryTable, chain: Sequence[str] | None) -> list[int]:
     """Model indices of a chain given by names; the whole ladder when None."""
     if chain is None:
@@ -50,14 +57,17 @@ def resolve_chain(table: QueryTable, chain: Sequence[str] | None) -> list[int]:
 
 
 def run_cascade(
-    table: QueryTable, chain: Sequence[int], stop: np.ndarray, returned: np.ndarray | None = None
+    table: QueryTable, chain: Sequence[int], stop: np.ndarray, returned: np.ndarray | None = None,
+    quality: np.ndarray | None = None,
 ) -> Outcome:
     """Replay a cascade from its per-stage stop decisions.
 
     stop: (n, r) bool, True where the policy would stop after that stage; the last
     stage always stops. returned: (n, r) chain positions of the answer returned when
-    stopping at each stage (best-so-far); None returns the stage's own answer.
-    Cost is every stage run, the stopping stage included.
+    stopping at each stage (best-so-far, vote); None returns the stage's own answer.
+    quality: (n, k) values to score the returned answers with (default: the table's
+    labels; tuning passes its plug-in targets). Cost is every stage run, the stopping
+    stage included.
     """
     chain = np.asarray(chain)
     n, _r = stop.shape
@@ -71,7 +81,7 @@ def run_cascade(
     return Outcome(
         chosen=chosen,
         last_run=chain[stage],
-        quality=table.quality[rows, chosen],
+        quality=(table.quality if quality is None else quality)[rows, chosen],
         cost=paid,
     )
 

@@ -39,14 +39,15 @@ class BestChain(BaseEstimator):
     ladder); dp_candidates: how many of the best threshold chains the DP is fitted on;
     dp_targets: the DP regression targets tried on each ('value', 'realized'); chains: the
     DP's candidate chains when already ranked (e.g. a threshold BestChain's `ranking_` at the
-    same λ), skipping the threshold search. Every choice is made on the training split by
-    held-out-fold objective.
+    same λ), skipping the threshold search; alpha, vote: the cascades' plug-in weight and
+    answer vote. Every choice is made on the training split by held-out-fold objective.
     """
 
     def __init__(self, kind: str = "threshold", lam: float = 0.0, max_stages: int = 3,
                  dp_candidates: int = DP_CANDIDATES,
                  dp_targets: tuple[str, ...] = ("value", "realized"),
-                 chains: Sequence[Sequence[str]] | None = None, predictor: str = "logistic"):
+                 chains: Sequence[Sequence[str]] | None = None, predictor: str = "logistic",
+                 alpha: float = 1.0, vote: bool = False):
         self.kind = kind
         self.lam = lam
         self.max_stages = max_stages
@@ -54,6 +55,8 @@ class BestChain(BaseEstimator):
         self.dp_targets = dp_targets
         self.chains = chains
         self.predictor = predictor
+        self.alpha = alpha
+        self.vote = vote
 
     @property
     def family(self) -> str:
@@ -67,7 +70,8 @@ class BestChain(BaseEstimator):
             candidates = [tuple(c) for c in self.chains]
         else:
             fitted = [
-                ThresholdCascade(list(chain), self.lam, self.predictor).fit(table, cache)
+                ThresholdCascade(list(chain), self.lam, self.predictor, self.alpha, self.vote)
+                .fit(table, cache)
                 for chain in candidate_chains(table.models, self.max_stages)
             ]
             fitted.sort(key=lambda p: p.train_objective_, reverse=True)
@@ -75,7 +79,8 @@ class BestChain(BaseEstimator):
             candidates = self.ranking_[: self.dp_candidates]
         if self.kind == "dp":
             fitted = [
-                DPCascade(list(chain), self.lam, self.predictor, target=target)
+                DPCascade(list(chain), self.lam, self.predictor, target=target, alpha=self.alpha,
+                          vote=self.vote)
                 .fit(table, cache)
                 for chain in candidates
                 for target in self.dp_targets

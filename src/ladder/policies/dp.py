@@ -20,8 +20,8 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ladder.policies.base import Outcome, held_out_folds, resolve_chain, run_cascade
-from ladder.policies.stages import ChainPolicy, PredictorCache
+from ladder.policies.base import held_out_folds, resolve_chain, run_cascade
+from ladder.policies.stages import ChainPolicy, PredictorCache, answer_codes
 from ladder.predictors import compile_linear
 from ladder.runlog.table import QueryTable
 from ladder.signals import stage_features
@@ -52,30 +52,14 @@ def value_basis(features: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.hstack([features, scores, best, best**2])
 
 
-def _stop_values(scores: np.ndarray, best_so_far: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(n, r) value of stopping and the chain position returned when stopping at each stage."""
-    n, r = scores.shape
-    if not best_so_far:
-        return scores, np.tile(np.arange(r), (n, 1))
-    return np.maximum.accumulate(scores, axis=1), _running_argmax(scores)
-
-
-def _running_argmax(scores: np.ndarray) -> np.ndarray:
-    n, r = scores.shape
-    returned = np.zeros((n, r), dtype=int)
-    for i in range(1, r):
-        better = scores[:, i] > scores[np.arange(n), returned[:, i - 1]]
-        returned[:, i] = np.where(better, i, returned[:, i - 1])
-    return returned
-
-
 class DPCascade(ChainPolicy, BaseEstimator):
     """Optimal-stopping cascade with learned continuation values.
 
     chain: model names in order (None: the whole ladder); lam: price of one unit of cost;
-    best_so_far: return the answer with the highest predicted quality seen, not the last;
+    best_so_far: stop on (and return) the highest predicted quality seen, not the last;
     value_model: 'ridge' or 'gbt' regressor of continuation values; target: 'value' or
-    'realized' regression targets.
+    'realized' regression targets; alpha: weight of the labels in the plug-in target
+    (theory.md §9); vote: return the weighted vote of the stages run.
     """
 
     family = "dp"
@@ -83,13 +67,16 @@ class DPCascade(ChainPolicy, BaseEstimator):
 
     def __init__(self, chain: Sequence[str] | None = None, lam: float = 0.0,
                  predictor: str = "logistic", value_model: str = "ridge",
-                 best_so_far: bool = True, target: str = "value"):
+                 best_so_far: bool = True, target: str = "value", alpha: float = 1.0,
+                 vote: bool = False):
         self.chain = chain
         self.lam = lam
         self.predictor = predictor
         self.value_model = value_model
         self.best_so_far = best_so_far
         self.target = target
+        self.alpha = alpha
+        self.vote = vote
 
     def fit(self, table: QueryTable, cache: PredictorCache | None = None) -> DPCascade:
         if self.target not in TARGETS:
@@ -97,9 +84,12 @@ class DPCascade(ChainPolicy, BaseEstimator):
         chain = resolve_chain(table, self.chain)
         cache = cache or PredictorCache(table, self.predictor)
         scores = cache.scores(table, chain)
-        stop_value, returned = _stop_values(scores, self.best_so_far)
+        stop_value = np.maximum.accumulate(scores, axis=1) if self.best_so_far else scores
+        returned = self.returned_positions(scores, answer_codes(table, chain))
         n, r = scores.shape
-        realized_stop = table.quality[np.arange(n)[:, None], np.asarray(chain)[returned]]
+        rows = np.arange(n)[:, None]
+        positions = np.asarray(chain)[returned]
+        realized_stop = cache.targets(table, self.alpha)[rows, positions]
         cost = table.cost[:, chain]
         bases = [value_basis(stage_features(table, chain, i), scores[:, : i + 1])
                  for i in range(r - 1)]
@@ -113,7 +103,8 @@ class DPCascade(ChainPolicy, BaseEstimator):
             models = self._backward(bases, stop_value, realized_stop, cost, train_rows)
             for i in range(r - 1):
                 continuation[held, i] = models[i].predict(bases[i][held])
-        held_out = run_cascade(table, chain, stop_value >= continuation, returned)
+        held_out = run_cascade(table, chain, stop_value >= continuation, returned,
+                               quality=cache.targets(table, 1.0))
         self.train_objective_ = held_out.objective(self.lam)
         return self
 
@@ -137,16 +128,6 @@ class DPCascade(ChainPolicy, BaseEstimator):
                                 realized - self.lam * cost[rows, i + 1])
         return models
 
-    def continuation_values(self, table: QueryTable, chain: list[int],
-                            scores: np.ndarray) -> np.ndarray:
-        """(n, r) estimated value of going on after each stage (−inf at the last)."""
-        n, r = scores.shape
-        values = np.full((n, r), -np.inf)
-        for i in range(r - 1):
-            basis = value_basis(stage_features(table, chain, i), scores[:, : i + 1])
-            values[:, i] = self._continuation(i, basis)
-        return values
-
     def _continuation(self, stage: int, basis: np.ndarray) -> np.ndarray:
         """The stage's fitted continuation value; ridge models run as plain numpy."""
         if not hasattr(self, "_compiled_values"):
@@ -164,13 +145,7 @@ class DPCascade(ChainPolicy, BaseEstimator):
         continuation = self._continuation(stage, value_basis(features, scores))
         return stop_value >= continuation, continuation
 
-    def _answer_position(self, scores: np.ndarray) -> np.ndarray:
-        if self.best_so_far:
+    def _answer_position(self, scores: np.ndarray, codes: np.ndarray | None) -> np.ndarray:
+        if self.best_so_far and not self.vote:
             return scores.argmax(axis=1)
-        return super()._answer_position(scores)
-
-    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray) -> Outcome:
-        stop_value, returned = _stop_values(scores, self.best_so_far)
-        stop = stop_value >= self.continuation_values(table, chain, scores)
-        return run_cascade(table, chain, stop, returned)
-
+        return super()._answer_position(scores, codes)

@@ -23,7 +23,7 @@ from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.threshold import ThresholdCascade
 
 FORMAT = "ladder-policy"
-VERSION = 1
+VERSION = 2  # 2: cross-fitted calibration, plug-in α, vote, auto
 CLASSES: dict[str, type[BaseEstimator]] = {
     "fixed": FixedModel,
     "random": RandomMix,
@@ -35,6 +35,7 @@ CLASSES: dict[str, type[BaseEstimator]] = {
 # Beyond skops' own default-trusted scikit-learn types, exactly what ladder's estimators hold.
 TRUSTED_TYPES = frozenset({
     "ladder.predictors.QualityPredictor",
+    "ladder.predictors.TaskInteractions",
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",

@@ -12,14 +12,21 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ladder.policies.base import Outcome, held_out_folds, resolve_chain, run_cascade
-from ladder.policies.stages import ChainPolicy, PredictorCache
+from ladder.policies.base import held_out_folds, resolve_chain
+from ladder.policies.stages import ChainPolicy, PredictorCache, answer_codes
 from ladder.runlog.table import QueryTable
 
 
-def stage_rewards(table: QueryTable, chain: Sequence[int], lam: float) -> np.ndarray:
-    """(n, r) reward of stopping after each stage: its quality minus λ × everything paid."""
-    return table.quality[:, chain] - lam * np.cumsum(table.cost[:, chain], axis=1)
+def stage_rewards(table: QueryTable, chain: Sequence[int], lam: float,
+                  quality: np.ndarray | None = None,
+                  returned: np.ndarray | None = None) -> np.ndarray:
+    """(n, r) reward of stopping after each stage: the returned answer's quality minus λ ×
+    everything paid. quality: (n, k) values to use instead of the labels (plug-in targets);
+    returned: (n, r) chain positions returned at each stage (default: the stage's own)."""
+    values = (table.quality if quality is None else quality)[:, list(chain)]
+    if returned is not None:
+        values = np.take_along_axis(values, returned, axis=1)
+    return values - lam * np.cumsum(table.cost[:, chain], axis=1)
 
 
 def _follow(scores: np.ndarray, thresholds: np.ndarray, start: int) -> np.ndarray:
@@ -92,47 +99,50 @@ class ThresholdRule(ChainPolicy):
     """Stop when the current stage's score reaches its threshold (`thresholds_`)."""
 
     thresholds_: np.ndarray
+    uses_features = False
 
     def _stops(self, stage: int, scores: np.ndarray,
-               features: np.ndarray) -> tuple[np.ndarray, None]:
+               features: np.ndarray | None) -> tuple[np.ndarray, None]:
         return scores[:, -1] >= self.thresholds_[stage], None
-
-    def _outcome(self, table: QueryTable, chain: list[int], scores: np.ndarray) -> Outcome:
-        return run_cascade(table, chain, scores >= self.thresholds_)
 
 
 class ThresholdCascade(ThresholdRule, BaseEstimator):
     """Stop when the stage's predicted quality reaches its fitted threshold.
 
-    chain: model names in order (None: the whole ladder); lam: price of one unit of cost.
+    chain: model names in order (None: the whole ladder); lam: price of one unit of cost;
+    alpha: weight of the labels in the plug-in tuning target α·label + (1 − α)·p̂
+    (theory.md §9; 1 = labels only); vote: return the weighted vote of the stages run.
     """
 
     family = "threshold"
 
     def __init__(self, chain: Sequence[str] | None = None, lam: float = 0.0,
-                 predictor: str = "logistic"):
+                 predictor: str = "logistic", alpha: float = 1.0, vote: bool = False):
         self.chain = chain
         self.lam = lam
         self.predictor = predictor
+        self.alpha = alpha
+        self.vote = vote
 
     def fit(self, table: QueryTable, cache: PredictorCache | None = None) -> ThresholdCascade:
         chain = resolve_chain(table, self.chain)
         cache = cache or PredictorCache(table, self.predictor)
         scores = cache.scores(table, chain)
         self._fit_chain(table, chain, cache)
-        rewards = stage_rewards(table, chain, self.lam)
+        returned = self.returned_positions(scores, answer_codes(table, chain))
+        rewards = stage_rewards(table, chain, self.lam, cache.targets(table, self.alpha),
+                                returned)
+        judge = cache.targets(table, 1.0)  # labels, and p̂ where a label is missing
+        judged = stage_rewards(table, chain, self.lam, judge, returned)
         self.thresholds_ = fit_thresholds(scores, rewards)
         # J_λ of thresholds judged on held-out folds, so a chain search is not won in-sample
         held_value = np.empty(table.n)
         for fit_rows, held in held_out_folds(table.n):
             thresholds = fit_thresholds(scores[fit_rows], rewards[fit_rows])
-            held_value[held] = rewards[held, _follow(scores[held], thresholds, 0)]
+            held_value[held] = judged[held, _follow(scores[held], thresholds, 0)]
         self.train_objective_ = float(held_value.mean())
         self.shadow_prices_ = shadow_prices(
-            scores, table.quality[:, chain], np.cumsum(table.cost[:, chain], axis=1),
-            self.thresholds_,
+            scores, judged + self.lam * np.cumsum(table.cost[:, chain], axis=1),
+            np.cumsum(table.cost[:, chain], axis=1), self.thresholds_,
         )
         return self
-
-
-

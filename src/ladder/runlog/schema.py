@@ -48,7 +48,8 @@ def _numeric(df: pd.DataFrame, column: str) -> np.ndarray:
 def validate_runlog(df: pd.DataFrame) -> pd.DataFrame:
     """Check a raw run log and return it with normalised dtypes.
 
-    Raises RunLogError for a missing required column, quality outside [0, 1],
+    Raises RunLogError for a missing required column, quality outside [0, 1] (null is
+    allowed: an unlabelled row),
     negative cost, duplicate (query_id, model) rows or fewer than two models.
     Rows are numbered from 0 in file order.
     """
@@ -62,8 +63,8 @@ def validate_runlog(df: pd.DataFrame) -> pd.DataFrame:
             row = _first_bad(missing)
             raise RunLogError(f"column '{column}': row {row} is empty", column, row)
         df[column] = df[column].astype(str)
-    quality = _numeric(df, "quality")
-    bad = ~((quality >= 0) & (quality <= 1))
+    quality = _numeric(df, "quality")  # NaN = not labelled (served traffic before feedback)
+    bad = ~np.isnan(quality) & ~((quality >= 0) & (quality <= 1))
     if bad.any():
         row = _first_bad(bad)
         raise RunLogError(

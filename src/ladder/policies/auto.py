@@ -1,0 +1,93 @@
+"""`auto`: the cascade ladder deploys unless told otherwise.
+
+For one λ it fits the candidate families and options — threshold and DP cascades over
+the best chains, with plug-in weights α (theory.md §9) and with or without the answer
+vote — and keeps the one whose objective on held-out folds of the training split is
+best. The single model it predicts best is always a candidate, so its top end cannot
+fall below that model. Nothing is chosen on test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+
+from ladder.policies.base import Outcome, best_model
+from ladder.policies.baselines import FixedModel
+from ladder.policies.chains import DP_CANDIDATES, BestChain
+from ladder.policies.stages import PredictorCache
+from ladder.runlog.table import QueryTable
+
+ALPHAS = (0.0, 0.5, 1.0)  # plug-in weights of the labels tried (1 = labels only)
+
+
+def fixed_objective(table: QueryTable, cache: PredictorCache, model: int, lam: float) -> float:
+    """J_λ of always answering with one model, judged like the cascades (labels, and p̂
+    where a label is missing); no fit is involved, so no folds are needed."""
+    judge = cache.targets(table, 1.0)[:, model]
+    return float(judge.mean() - lam * table.cost[:, model].mean())
+
+
+class AutoCascade(BaseEstimator):
+    """The best of the cascade families and options at one λ, by held-out objective.
+
+    alphas: plug-in weights tried; vote: also try the answer vote on the best cascade
+    found (needs answers in the log); max_stages: longest chain searched besides the full
+    ladder.
+    Fitted: `policy_` (the chosen policy), `choice_` (its family and options) and
+    `candidates_` (every candidate's held-out objective, for the report).
+    """
+
+    family = "auto"
+
+    def __init__(self, lam: float = 0.0, max_stages: int = 3, alphas: Sequence[float] = ALPHAS,
+                 vote: bool = True, predictor: str = "logistic"):
+        self.lam = lam
+        self.max_stages = max_stages
+        self.alphas = alphas
+        self.vote = vote
+        self.predictor = predictor
+
+    def fit(self, table: QueryTable, cache: PredictorCache | None = None,
+            fitted: Mapping[tuple[str, float, bool], BestChain] | None = None) -> AutoCascade:
+        """fitted: candidates already fitted at this λ on the same cache, keyed by (kind,
+        alpha, vote) — the evaluation's threshold and dp families — reused, not refitted."""
+        cache = cache or PredictorCache(table, self.predictor)
+        fitted = dict(fitted or {})
+        for alpha in self.alphas:
+            key = ("threshold", alpha, False)
+            if key not in fitted:
+                fitted[key] = BestChain("threshold", self.lam, self.max_stages,
+                                        predictor=self.predictor, alpha=alpha).fit(table, cache)
+            if ("dp", alpha, False) not in fitted:
+                chains = fitted[key].ranking_[:DP_CANDIDATES]
+                fitted[("dp", alpha, False)] = BestChain(
+                    "dp", self.lam, self.max_stages, chains=chains, predictor=self.predictor,
+                    alpha=alpha).fit(table, cache)
+        predicted = cache.targets(table, 0.0).mean(axis=0)
+        top = best_model(predicted, table.mean_cost())
+        single = FixedModel(table.models[top]).fit(table)
+        candidates: list[tuple[float, dict, BaseEstimator]] = [(
+            fixed_objective(table, cache, top, self.lam),
+            {"kind": "fixed", "chain": [table.models[top]]}, single,
+        )]
+        for (kind, alpha, vote), policy in fitted.items():
+            choice = {"kind": kind, "alpha": alpha, "vote": vote, "chain": list(policy.chain_)}
+            candidates.append((policy.train_objective_, choice, policy.policy_))
+        best = max(candidates[1:], key=lambda c: c[0])
+        if self.vote and table.answers is not None and len(best[1]["chain"]) > 1:
+            # the vote changes only which answer is returned: tried on the best chain found
+            # (a search of its own per option would triple the fitting time)
+            voted = clone(best[2]).set_params(vote=True).fit(table, cache)
+            candidates.append((voted.train_objective_, {**best[1], "vote": True}, voted))
+        scores = np.array([c[0] for c in candidates])
+        winner = int(np.argmax(scores))  # ties: the first, the simplest (fixed comes first)
+        self.train_objective_, self.choice_, self.policy_ = candidates[winner]
+        self.candidates_ = [{**c[1], "objective": float(c[0])} for c in candidates]
+        self.chain_ = tuple(self.choice_["chain"])
+        return self
+
+    def replay(self, table: QueryTable, cache: PredictorCache | None = None) -> Outcome:
+        return self.policy_.replay(table, cache)
