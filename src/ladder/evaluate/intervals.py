@@ -50,6 +50,7 @@ __all__ = [
 FRACTIONS: dict[str, float] = {"cost_at_98": 0.98, "cost_at_100": 1.0}
 
 Array = NDArray[np.float64]
+_SLOPE_BLOCK = 1 << 20  # entries of one block's (rows, P, P) slope array
 
 
 def _best_model(costs: ArrayLike, qualities: ArrayLike) -> NDArray[np.intp]:
@@ -107,8 +108,8 @@ def _hull_rows(pc: Array, pq: Array) -> tuple[Array, Array]:
     vertex = alive & (left > right) & (np.arange(p) <= end[:, None])
     pick = np.argsort(~vertex, axis=1, kind="stable")  # vertices first, in cost order
     hc, hq = np.take_along_axis(c, pick, 1), np.take_along_axis(q, pick, 1)
-    pad = np.arange(p) >= vertex.sum(axis=1, keepdims=True)
-    last = vertex.sum(axis=1, keepdims=True) - 1
+    count = vertex.sum(axis=1, keepdims=True)
+    pad, last = np.arange(p) >= count, count - 1
     hc = np.where(pad, np.take_along_axis(hc, last, 1), hc)
     hq = np.where(pad, np.take_along_axis(hq, last, 1), hq)
     return hc, hq
@@ -121,7 +122,10 @@ def _metrics_rows(pc: Array, pq: Array, mc: Array, mq: Array) -> dict[str, NDArr
     never reaches its target and NaN where the reference model costs nothing.
     "reference" is each replicate's reference model index.
     """
-    hc, hq = _hull_rows(pc, pq)
+    # Rows in blocks so the (rows, P, P) slope arrays stay small even for large P.
+    step = max(1, _SLOPE_BLOCK // pc.shape[1] ** 2)
+    blocks = [_hull_rows(pc[i:i + step], pq[i:i + step]) for i in range(0, pc.shape[0], step)]
+    hc, hq = np.vstack([h[0] for h in blocks]), np.vstack([h[1] for h in blocks])
     rows = np.arange(pc.shape[0])
     ref = _best_model(mc, mq)
     q_ref, c_ref = mq[rows, ref], mc[rows, ref]
