@@ -152,6 +152,19 @@ def test_choose_by_quality_fallback_is_flagged() -> None:
     res = choose_by_quality(_three(), 1.0, mixtures=None, guide=guide)  # perfection: never
     assert res.fallback and res.rejected == 0
     assert res.index == 2  # the dearest point on the ladder: honest, not certified
+    assert res.promise.startswith("not certified")
+
+
+def test_ladder_has_the_mixture_grid_dearest_first_and_guide_is_checked() -> None:
+    guide = ([1, 2, 3], [0.7, 0.9, 1.0])
+    res = choose_by_quality(_three(), 0.8, mixtures=0.25, guide=guide)
+    assert len(res.ladder) == 3 + 2 * 3  # three vertices, w = .25, .5, .75 between each pair
+    assert res.ladder[:2] == ((2, 2, 0.0), (1, 2, 0.75))
+    costs = [(1 - w) * (a + 1) + w * (b + 1) for a, b, w in res.ladder]
+    assert costs == sorted(costs, reverse=True)
+    assert res.promise == "mean quality ≥ 0.8, with probability ≥ 0.9 over the calibration queries"
+    with pytest.raises(ValueError, match="one mean cost"):
+        choose_by_quality(_three(), 0.8, guide=([1, 2], [0.7, 0.9]))
 
 
 def test_mixture_reached_between_hull_vertices() -> None:
@@ -168,6 +181,8 @@ def test_mixture_reached_between_hull_vertices() -> None:
     assert res.methods[0] == "binomial" and set(res.methods[1:-1]) == {"wsr"}
     assert res.weight == pytest.approx(0.7)  # .85 passes, .8 (w = .6) is the target itself
     assert res.realised(cands) == pytest.approx((res.quality, res.cost))
+    test = Candidates(np.column_stack([np.zeros(10), np.ones(10)]), np.tile([2.0, 4.0], (10, 1)))
+    assert res.realised(test) == pytest.approx((res.weight, 2 + 2 * res.weight))
 
 
 def test_candidates_from_outcomes_and_validation() -> None:
@@ -215,6 +230,7 @@ def _naive_quality(c: Candidates, target: float) -> float:
     return TRUE_Q[-1] if best is None else best[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mixtures", "method"), [(0.1, "wsr"), (0.1, "hb"), (None, "wsr")])
 def test_quality_target_met_in_one_minus_delta_of_resamples(
     mixtures: float | None, method: str
@@ -234,6 +250,7 @@ def test_quality_target_met_in_one_minus_delta_of_resamples(
     assert np.median(costs) < BASE_COST[-1]  # and it is not met by always paying the most
 
 
+@pytest.mark.slow
 def test_budget_met_in_one_minus_delta_of_resamples() -> None:
     rng = np.random.default_rng(8)
     # Between costs 4 and 8, w = .3 costs 5.2 on average: just over the budget.
@@ -262,6 +279,7 @@ def test_budget_fallback_and_bound() -> None:
         choose_by_budget(c, 5.0, cost_bound=10.0)
 
 
+@pytest.mark.slow
 def test_relative_target_against_the_best_reference() -> None:
     # References = every single model, so the best one is not picked on calibration data.
     rng = np.random.default_rng(9)

@@ -249,7 +249,8 @@ class OperatingPoint:
     Deploy: run candidate ``index`` with probability 1 − ``weight`` and ``mix_index``
     with probability ``weight`` (a vertex has mix_index == index, weight 0). When
     ``fallback`` is True nothing was certified: the point is the dearest (quality mode)
-    or cheapest (budget mode) on the ladder, and the promise does not hold.
+    or cheapest (budget mode) on the ladder, and the promise does not hold (in relative
+    mode the dearest point is the reference itself when the reference is a candidate).
     """
 
     mode: Literal["quality", "budget"]
@@ -269,6 +270,18 @@ class OperatingPoint:
     methods: tuple[str, ...]
     rejected: int
     reference_quality: float | None = None  # relative mode: best reference's calibration mean
+
+    @property
+    def promise(self) -> str:
+        """The guarantee in words for a report, or the plain statement that there is none."""
+        if self.mode == "budget":
+            what = f"mean cost ≤ {self.level:g}"
+        else:
+            best = " × the best reference's" if self.relative else ""
+            what = f"mean quality ≥ {self.level:g}{best}"
+        if self.fallback:
+            return f"not certified: no point passed '{what}' at δ = {self.delta:g}"
+        return f"{what}, with probability ≥ {1 - self.delta:g} over the calibration queries"
 
     def realised(self, test: Candidates) -> tuple[float, float]:
         """Mean quality and cost the chosen point gets on other data (the test split)."""
