@@ -12,7 +12,7 @@ from ladder.cli import app
 
 runner = CliRunner()
 SUMMARY_KEYS = {"aiq", "cost_at_98", "cost_at_100", "cpt50", "cpt80", "apgr", "gap_closure_98"}
-FAMILIES = {"fixed", "random", "oracle", "threshold", "dp", "seed_heuristic"}
+FAMILIES = {"fixed", "random", "oracle", "threshold", "dp", "auto", "seed_heuristic"}
 
 
 def test_invalid_log_exits_2_naming_column_and_row(tmp_path):
@@ -60,7 +60,14 @@ def test_convert_then_evaluate_writes_json_and_report(shared_data, tmp_path):
     assert set(document["summary"]) == FAMILIES
     for summary in document["summary"].values():
         assert set(summary) >= SUMMARY_KEYS
-    assert (report / "report.md").exists()
+        ci = summary["ci"]  # 90% bootstrap intervals bracket the point estimates
+        assert ci["resamples"] == 1000 and ci["level"] == 0.9
+        assert ci["aiq"]["low"] <= summary["aiq"] <= ci["aiq"]["high"]
+    assert {(c["a"], c["b"]) for c in document["comparisons"]} >= {("auto", "threshold"),
+                                                                  ("auto", "fixed")}
+    assert all(p["choice"]["kind"] in ("fixed", "threshold", "dp")
+               for p in document["policies"] if p["family"] == "auto")
+    assert "## Intervals" in (report / "report.md").read_text()
 
 
 def test_random_split_when_asked(shared_data, tmp_path):

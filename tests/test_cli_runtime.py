@@ -87,7 +87,8 @@ def test_fit_rejects_bad_policy_lambda_and_split(setup, tmp_path: Path) -> None:
         (["--policy", "magic"], "unknown policy"),
         (["--lambda", "-1"], "λ must be ≥ 0"),
         (["--split", "dev"], "--split dev"),
-        (["--chain", "small,huge"], "huge"),
+        (["--policy", "dp", "--chain", "small,huge"], "huge"),
+        (["--chain", "small,large"], "auto chooses its own"),
     ):
         result = runner.invoke(app, ["fit", str(log), "-o", out, *args])
         assert result.exit_code == 2 and message in said(result), result.output

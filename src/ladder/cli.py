@@ -110,11 +110,15 @@ def evaluate_command(
     = None,
     report: Annotated[Path | None, typer.Option(help="Write report.md and figures here.")]
     = None,
+    pool: Annotated[bool, typer.Option(help="Fit the quality predictors on every benchmark's "
+                                       "training queries with partial pooling.")] = False,
+    intervals: Annotated[bool, typer.Option(help="Bootstrap 90% intervals (1,000 resamples "
+                                            "of the test queries).")] = True,
 ) -> None:
     """Fit every policy family over a λ sweep on the train split and judge it on test."""
     _check_format(format)
     from ladder.evaluate.experiment import evaluate, to_json
-    from ladder.evaluate.split import split_table
+    from ladder.evaluate.split import pooled_training, split_table
     from ladder.predictors import KINDS
 
     if predictor not in KINDS:
@@ -126,6 +130,8 @@ def evaluate_command(
         df = load_runlog(log, format)
         table = QueryTable.from_runlog(df, models=chosen, benchmark=benchmark)
         train, test, how = split_table(table, train_frac, seed)
+        pooled = (pooled_training(QueryTable.from_runlog(df, models=chosen), train, benchmark)
+                  if pool else None)
     except RunLogError as error:
         raise _fail(str(error)) from None
     if table.dropped:
@@ -139,7 +145,8 @@ def evaluate_command(
             bar.update(task, total=total, advance=1, description=f"fitting {description}")
 
         evaluation = evaluate(train, test, split=how, n_lambdas=lambdas, max_stages=max_stages,
-                              predictor=predictor, progress=advance)
+                              predictor=predictor, progress=advance, pool=pooled,
+                              n_resamples=1000 if intervals else 0)
     out = Console() if sys.stdout.isatty() else Console(width=140)
     out.print(_models_table(evaluation))
     out.print(_summary_table(evaluation))
@@ -203,7 +210,8 @@ def collect_command(
 def fit_command(
     log: Annotated[Path, typer.Argument(help="Run log, or a folder/file in a public layout.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Policy file to write.")],
-    policy: Annotated[str, typer.Option(help="threshold, dp or seed_heuristic.")] = "dp",
+    policy: Annotated[str, typer.Option(help="auto (the best family on held-out train "
+                                        "folds), threshold, dp or seed_heuristic.")] = "auto",
     lam: Annotated[float, typer.Option("--lambda", help="Price of one unit of cost in "
                                        "quality (λ ≥ 0).")] = 0.0,
     chain: Annotated[str | None, typer.Option(help="Comma-separated models to climb, in "
@@ -217,15 +225,19 @@ def fit_command(
                                                "order (default: all, by mean cost).")] = None,
     max_stages: Annotated[int, typer.Option(help="Longest chain searched.")] = 3,
     predictor: Annotated[str, typer.Option(help="logistic, mlp or gbt.")] = "logistic",
+    pool: Annotated[bool, typer.Option(help="Fit the quality predictors on every benchmark's "
+                                       "training queries with partial pooling.")] = False,
 ) -> None:
     """Fit one cascade policy on a run log for a trade-off λ and save it for the runtime."""
     _check_format(format)
+    from ladder.evaluate.split import pooled_training
     from ladder.fit import fit_policy
     from ladder.policies.persist import save_policy
+    from ladder.runtime import policy_chain
 
     try:
-        table = QueryTable.from_runlog(load_runlog(log, format), models=_names(models),
-                                       benchmark=benchmark)
+        df = load_runlog(log, format)
+        table = QueryTable.from_runlog(df, models=_names(models), benchmark=benchmark)
         if split is not None:
             labels = set(table.split) if table.split is not None else set()
             if split not in labels:
@@ -234,16 +246,19 @@ def fit_command(
             table = table.rows(table.split == split)
         with _bar() as bar:
             bar.add_task(f"fitting {policy} on {table.n} queries", total=None)
-            fitted = fit_policy(table, policy, lam, _names(chain), max_stages, predictor)
+            pooled = (pooled_training(QueryTable.from_runlog(df, models=_names(models)), table,
+                                      benchmark) if pool else None)
+            fitted = fit_policy(table, policy, lam, _names(chain), max_stages, predictor,
+                                pooled)
     except (RunLogError, ValueError) as error:
         raise _fail(str(error)) from None
     save_policy(fitted, output)
     detail = ""
     if hasattr(fitted, "thresholds_"):
         detail = "; thresholds " + ", ".join(f"{t:.3f}" for t in fitted.thresholds_)
-    console.print(f"{policy} at λ = {lam:g} on {table.n} queries: chain "
-                  f"{' → '.join(fitted.chain_)}{detail}; held-out J_λ on the training log "
-                  f"{getattr(fitted, 'train_objective_', float('nan')):.4f}")
+    console.print(f"{policy} at λ = {lam:g} on {table.n} queries: {fitted.family}, chain "
+                  f"{' → '.join(policy_chain(fitted))}{detail}; held-out J_λ on the training "
+                  f"log {getattr(fitted, 'train_objective_', float('nan')):.4f}")
     console.print(f"wrote {output}")
 
 
@@ -254,7 +269,8 @@ def demo_command(
     lam: Annotated[float | None, typer.Option("--lambda", help="Trade-off λ (default: one "
                                               "call of the largest model is worth 0.25 "
                                               "accuracy).")] = None,
-    policy: Annotated[str, typer.Option(help="threshold, dp or seed_heuristic.")] = "dp",
+    policy: Annotated[str, typer.Option(help="auto, threshold, dp or seed_heuristic.")]
+    = "auto",
     limit: Annotated[int | None, typer.Option(help="Use only this many built-in items.")]
     = None,
 ) -> None:
@@ -295,6 +311,10 @@ def demo_command(
     out_console.print(table)
     out_console.print(f"chain {' → '.join(result.chain)}; live decisions equal to the offline "
                       f"replay of the logged outputs: {result.matches_offline}/{result.n_test}")
+    m = result.margin
+    out_console.print(f"quality above the line between the two models (random mixing at the "
+                      f"same cost): {m['point']:+.3f}, 90% interval [{m['low']:+.3f}, "
+                      f"{m['high']:+.3f}]")
     console.print(f"wrote {result.report}, {result.policy} and {result.log}")
 
 

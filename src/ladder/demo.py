@@ -17,6 +17,7 @@ from ladder.backends.embedded import EMBEDDED
 from ladder.collect import collect
 from ladder.config import Config, config_from_dict
 from ladder.evaluate.experiment import evaluate
+from ladder.evaluate.intervals import Resamples
 from ladder.fit import fit_policy
 from ladder.policies.base import single_model
 from ladder.policies.baselines import Oracle
@@ -24,7 +25,7 @@ from ladder.policies.persist import save_policy
 from ladder.report import fmt, markdown_table, write_report
 from ladder.rung import rungs_from_config
 from ladder.runlog import QueryTable, load_runlog
-from ladder.runtime import Cascade, Result
+from ladder.runtime import Cascade, Result, policy_chain
 from ladder.tasks import Item, builtin_tasks
 
 MODELS = ("smollm2-135m", "gemma3-270m")
@@ -69,6 +70,7 @@ class DemoResult:
     n_train: int
     n_test: int
     matches_offline: int  # live decisions equal to the offline replay of the logged outputs
+    margin: dict  # the live cascade's quality above the two models' mixing line, 90% interval
     results: list[Result]
     log: Path
     policy: Path
@@ -79,7 +81,7 @@ def _stop_shares(last: list[str]) -> dict[str, float]:
     return {m: last.count(m) / len(last) for m in MODELS}
 
 
-def run_demo(out: Path, lam: float | None = None, policy: str = "dp",
+def run_demo(out: Path, lam: float | None = None, policy: str = "auto",
              limit: int | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> DemoResult:
     """Collect, fit on train, decode test live; `progress(stage, done, total)`."""
@@ -113,6 +115,9 @@ def run_demo(out: Path, lam: float | None = None, policy: str = "dp",
         for i, r in zip(test_items, results, strict=True)
     )
     rows = [_single(test, m) for m in MODELS]
+    live = np.array([[r.quality, r.cost] for r in results], dtype=float)
+    order = [position[i.id] for i in test_items]
+    margin = line_margin(live[:, 0], live[:, 1], test.quality[order], test.cost[order])
     rows.append(DemoRow(f"cascade ({policy}, live)",
                         float(np.mean([r.quality for r in results])),
                         float(np.mean([r.cost for r in results])),
@@ -125,11 +130,32 @@ def run_demo(out: Path, lam: float | None = None, policy: str = "dp",
     evaluation = evaluate(train, test, split="built-in split (alternate items)",
                           max_stages=len(MODELS))
     report = write_report(evaluation, out, title="ladder demo: embedded models, built-in tasks")
-    result = DemoResult(rows, lam, tuple(fitted.chain_), train.n, test.n, int(matches),
-                        results, log, policy_path, report)
+    result = DemoResult(rows, lam, policy_chain(fitted), train.n, test.n, int(matches),
+                        margin, results, log, policy_path, report)
     with report.open("a", encoding="utf-8") as f:
         f.write("\n" + live_section(result))
     return result
+
+
+def line_margin(quality: np.ndarray, cost: np.ndarray, model_quality: np.ndarray,
+                model_cost: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """How much better (in quality) the live cascade is than mixing its two models at random
+    at the same mean cost: the straight line between the models, flat past the dearer one.
+    Per-item arrays; the 90% interval resamples the items (paired: same items for all)."""
+    resamples = Resamples.draw(len(quality), n_resamples, seed)
+
+    def margins(means: np.ndarray) -> np.ndarray:
+        q, c, mq, mc = means[:, 0], means[:, 1], means[:, 2:4], means[:, 4:6]
+        cheap = np.argmin(mc, axis=1)
+        rows = np.arange(len(means))
+        qa, ca, qb, cb = mq[rows, cheap], mc[rows, cheap], mq[rows, 1 - cheap], mc[rows, 1 - cheap]
+        w = np.clip((c - ca) / np.where(cb > ca, cb - ca, np.inf), 0.0, 1.0)
+        return q - (qa + w * (qb - qa))
+
+    values = np.column_stack([quality, cost, model_quality, model_cost])
+    point = float(margins(values.mean(axis=0)[None])[0])
+    low, high = np.percentile(margins(resamples.means(values)), [5, 95])
+    return {"point": point, "low": float(low), "high": float(high), "resamples": n_resamples}
 
 
 def live_section(result: DemoResult) -> str:
@@ -145,6 +171,10 @@ def live_section(result: DemoResult) -> str:
         markdown_table(header, rows), "",
         f"Live decisions equal to the offline replay of the logged outputs: "
         f"{result.matches_offline} / {result.n_test}.", "",
+        f"Quality above the straight line between the two models (what mixing them at random "
+        f"reaches at the same mean cost): {result.margin['point']:+.3f}, 90% bootstrap "
+        f"interval [{result.margin['low']:+.3f}, {result.margin['high']:+.3f}] over the "
+        f"{result.n_test} test items.", "",
     ])
 
 

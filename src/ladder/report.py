@@ -27,6 +27,7 @@ STYLE = {  # family -> (colour, marker); families not listed get the default cyc
     "threshold": ("tab:blue", "s"),
     "dp": ("tab:orange", "D"),
     "seed_heuristic": ("tab:green", "^"),
+    "auto": ("tab:purple", "P"),
 }
 SUMMARY_COLUMNS = [  # (summary key, header, formatter kind)
     ("aiq", "AIQ", "quality"), ("cost_at_98", "cost@98%", "ratio"),
@@ -185,7 +186,7 @@ def _mix_points(evaluation: Evaluation, family: str) -> list[PolicyPoint]:
 
 def _plot_stage_mix(evaluation: Evaluation, path: Path) -> None:
     """Stacked bars per λ: where the threshold and dp cascades stop."""
-    families = [f for f in ("threshold", "dp") if evaluation.family_points(f)]
+    families = [f for f in ("threshold", "dp", "auto") if evaluation.family_points(f)]
     names = [m["name"] for m in evaluation.models]
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     colours = {n: cmap(i % cmap.N) for i, n in enumerate(names)}
@@ -250,6 +251,39 @@ def _shadow_price_section(evaluation: Evaluation) -> list[str]:
             markdown_table(["λ", "chain", "rate / λ per boundary"], rows), ""]
 
 
+def _span(ci: dict, key: str) -> str:
+    """'point [low, high]' of a bootstrap interval; an unreached end reads 'not reached'."""
+    part = ci[key]
+    ends = ", ".join("not reached" if x is None else f"{x:.3f}" for x in (part["low"],
+                                                                           part["high"]))
+    return f"{fmt(part['point'])} [{ends}]"
+
+
+def interval_section(evaluation: Evaluation) -> list[str]:
+    """Bootstrap intervals of each family's headline metrics and the paired differences."""
+    families = [(f, s["ci"]) for f, s in evaluation.summary.items() if "ci" in s]
+    if not families:
+        return []
+    level, resamples = families[0][1]["level"], families[0][1]["resamples"]
+    rows = [[f, _span(ci, "aiq"), _span(ci, "cost_at_98"),
+             fmt(ci["cost_at_98"]["share_reached"]), _span(ci, "cost_at_100")]
+            for f, ci in families]
+    out = [f"## Intervals ({level:.0%} bootstrap, {resamples} resamples of the test queries)",
+           "", "Each family's policies stay as fitted on train; only the test queries are "
+           "resampled (paired across families). 'reached' = share of resamples whose hull "
+           "reaches 98% of that resample's most accurate model.", "",
+           markdown_table(["family", "AIQ", "cost@98%", "reached 98%", "cost@100%"], rows), ""]
+    if evaluation.comparisons:
+        rows = [[f"{c['a']} − {c['b']}", _span(c, "aiq"), fmt(c["aiq"]["share_positive"]),
+                 _span(c, "cost_at_98"), fmt(c["cost_at_98"]["share_both"])]
+                for c in evaluation.comparisons]
+        out += ["Paired differences (same resamples; the cost@98% difference is over the "
+                "resamples where both families reach 98%):", "",
+                markdown_table(["comparison", "Δ AIQ", "share Δ AIQ > 0", "Δ cost@98%",
+                                "share both reach"], rows), ""]
+    return out
+
+
 def write_report(evaluation: Evaluation, directory: Path, title: str = "ladder evaluation") -> Path:
     """Write report.md, frontier.png and stage_mix.png into `directory`; return report.md."""
     directory = Path(directory)
@@ -271,6 +305,7 @@ def write_report(evaluation: Evaluation, directory: Path, title: str = "ladder e
                 for m in evaluation.models]), "",
         "## Policy families (test)", "", format_summary_table(evaluation), "", METRIC_NOTES, "",
     ]
+    out += interval_section(evaluation)
     mixes = [line for f in evaluation.summary if (line := _mix_line(evaluation, f))]
     if mixes:
         out += ["Reaching 98% of the most accurate model's quality at cost@98%:", "", *mixes, ""]

@@ -77,8 +77,11 @@ def live_table(item: Item, chain: Sequence[str], inputs: Sequence[str]) -> Query
     share = np.full((1, r), np.nan) if "samples" in inputs else None
     prompt_len = np.array([float(len(item.prompt))]) if "prompt" in inputs else None
     zeros = np.zeros((1, r))
+    # the task, for predictors that pool tasks (an unknown or absent one: shared effects)
+    benchmark = None if item.domain is None else np.array([item.domain], dtype=object)
     return QueryTable(np.array([item.id], dtype=object), tuple(chain), zeros, zeros, signals,
-                      answers=answers, sample_share=share, prompt_len=prompt_len)
+                      answers=answers, sample_share=share, prompt_len=prompt_len,
+                      benchmark=benchmark)
 
 
 def record(table: QueryTable, stage: int, output: ModelOutput, codes: dict[str, int]) -> None:

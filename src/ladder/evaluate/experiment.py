@@ -19,6 +19,7 @@ from ladder.evaluate.frontier import (
     gap_closure,
     upper_hull,
 )
+from ladder.evaluate.intervals import frontier_intervals
 from ladder.policies.auto import AutoCascade
 from ladder.policies.base import Outcome
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
@@ -58,6 +59,7 @@ class Evaluation:
     predictors: list[dict]
     policies: dict[tuple[str, float], BaseEstimator] = field(default_factory=dict, repr=False)
     outcomes: list[Outcome] = field(default_factory=list, repr=False)  # per point, on test
+    comparisons: list[dict] = field(default_factory=list)  # paired bootstrap differences
 
     def family_points(self, family: str) -> list[PolicyPoint]:
         return [p for p in self.points if p.family == family]
@@ -165,18 +167,20 @@ def evaluate(
     predictor: str = "logistic",
     progress: Callable[[str, int], None] | None = None,
     pool: QueryTable | None = None,
+    n_resamples: int = 1000,
 ) -> Evaluation:
     """Fit each family for every λ on `train`, replay on `test`, summarise the frontiers.
 
     pool: the training queries of several tasks (train's among them) to fit the quality
     predictors on with partial pooling (theory.md §9); tuning still uses `train` only.
+    n_resamples: bootstrap resamples of the test queries for the 90% intervals (0: none).
     progress(description, total) is called once per fitted policy (total = all fits).
     BLAS runs single-threaded: the fits are many and small, and two BLAS threads on a
     2-core machine shared with anything else slow them down several times.
     """
     with threadpool_limits(1, "blas"):
         return _evaluate(train, test, split, families, n_lambdas, max_stages, predictor,
-                         progress, pool)
+                         progress, pool, n_resamples)
 
 
 def _evaluate(
@@ -189,6 +193,7 @@ def _evaluate(
     predictor: str,
     progress: Callable[[str, int], None] | None,
     pool: QueryTable | None = None,
+    n_resamples: int = 1000,
 ) -> Evaluation:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
@@ -247,11 +252,35 @@ def _evaluate(
         family: summarise([p for p in points if p.family == family], models, oracle_cost)
         for family in families
     }
+    comparisons: list[dict] = []
+    if n_resamples:
+        cis = _intervals(test, families, points, outcomes, n_resamples)
+        for family in families:
+            summary[family]["ci"] = cis["families"][family]
+        comparisons = cis["comparisons"]
     return Evaluation(
         n_train=train.n, n_test=test.n, dropped=train.dropped, split=split, models=models,
         points=points, summary=summary, predictors=_predictor_report(train, test, cache),
-        policies=policies, outcomes=outcomes,
+        policies=policies, outcomes=outcomes, comparisons=comparisons,
     )
+
+
+COMPARISONS = (("auto", "threshold"), ("auto", "fixed"), ("dp", "threshold"))
+
+
+def _intervals(test: QueryTable, families: Sequence[str], points: Sequence[PolicyPoint],
+               outcomes: Sequence[Outcome], n_resamples: int) -> dict:
+    """Bootstrap intervals (over test queries, paired across families) of every family's
+    AIQ and cost_at_*, and the paired differences of COMPARISONS present."""
+    per_family = {
+        family: tuple(np.column_stack([getattr(o, field) for p, o in zip(points, outcomes,
+                                                                            strict=True)
+                                       if p.family == family]) for field in ("cost", "quality"))
+        for family in families
+    }
+    pairs = [(a, b) for a, b in COMPARISONS if a in families and b in families]
+    return frontier_intervals(per_family, test.cost, test.quality, comparisons=pairs,
+                              b=n_resamples)
 
 
 def to_json(evaluation: Evaluation) -> dict:
@@ -270,5 +299,6 @@ def to_json(evaluation: Evaluation) -> dict:
             for p in evaluation.points
         ],
         "summary": evaluation.summary,
+        "comparisons": evaluation.comparisons,
         "predictors": evaluation.predictors,
     }

@@ -32,3 +32,16 @@ def split_table(
     mask = np.zeros(table.n, bool)
     mask[order[:cut]] = True
     return table.rows(mask), table.rows(~mask), f"random {frac:.0%} / {1 - frac:.0%}, seed {seed}"
+
+
+def pooled_training(log: QueryTable, train: QueryTable, benchmark: str | None) -> QueryTable:
+    """The training queries to fit pooled predictors on: `train`'s, plus every other
+    benchmark's queries outside any test split (theory.md §9). Never a test row."""
+    if log.benchmark is None or len(set(log.benchmark)) < 2:
+        raise RunLogError("--pool needs a log with several benchmarks (its 'benchmark' "
+                          "column) to pool across", "benchmark")
+    mine = np.isin(log.query_ids, train.query_ids)
+    others = log.benchmark != benchmark if benchmark is not None else np.zeros(log.n, bool)
+    if log.split is not None:
+        others &= log.split != "test"
+    return log.rows(mine | others).select_models(train.models)

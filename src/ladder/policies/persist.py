@@ -16,6 +16,7 @@ import numpy as np
 import skops.io as sio
 from sklearn.base import BaseEstimator
 
+from ladder.policies.auto import AutoCascade
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
 from ladder.policies.chains import BestChain
 from ladder.policies.dp import DPCascade
@@ -90,8 +91,8 @@ def _decode(value: object) -> object:
 
 
 def save_policy(policy: BaseEstimator, path: str | Path) -> Path:
-    """Write a fitted policy (a BestChain is saved as the cascade it chose)."""
-    if isinstance(policy, BestChain):
+    """Write a fitted policy (a BestChain or auto is saved as the policy it chose)."""
+    while isinstance(policy, BestChain | AutoCascade):
         policy = policy.policy_
     fitted = {k: v for k, v in vars(policy).items() if k.endswith("_") and not k.startswith("_")}
     if not fitted:
