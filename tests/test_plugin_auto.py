@@ -119,3 +119,19 @@ def test_auto_never_looks_at_test_labels() -> None:
     for a, b in zip(first.points, second.points, strict=True):
         assert (a.family, a.lam, a.chain, a.choice) == (b.family, b.lam, b.chain, b.choice)
         assert a.cost == pytest.approx(b.cost)  # same decisions, so the same cost
+
+
+def test_unlabelled_test_rows_are_never_scored() -> None:
+    from ladder.runlog import RunLogError
+
+    train, test = noisy_log(60, 6), noisy_log(40, 7)
+    kwargs = {"families": ("fixed", "threshold"), "n_lambdas": 2, "max_stages": 2,
+              "n_resamples": 0}
+    partly = dataclasses.replace(test, quality=test.quality.copy())
+    partly.quality[:10, 1] = np.nan
+    evaluation = evaluate(train, partly, **kwargs)
+    assert evaluation.n_test == 30
+    assert evaluation.models[1]["quality"] == pytest.approx(test.quality[10:, 1].mean())
+    blank = dataclasses.replace(test, quality=np.full_like(test.quality, np.nan))
+    with pytest.raises(RunLogError, match="no labelled query"):
+        evaluate(train, blank, **kwargs)

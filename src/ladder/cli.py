@@ -144,9 +144,12 @@ def evaluate_command(
         def advance(description: str, total: int) -> None:
             bar.update(task, total=total, advance=1, description=f"fitting {description}")
 
-        evaluation = evaluate(train, test, split=how, n_lambdas=lambdas, max_stages=max_stages,
-                              predictor=predictor, progress=advance, pool=pooled,
-                              n_resamples=1000 if intervals else 0)
+        try:
+            evaluation = evaluate(train, test, split=how, n_lambdas=lambdas,
+                                  max_stages=max_stages, predictor=predictor, progress=advance,
+                                  pool=pooled, n_resamples=1000 if intervals else 0)
+        except RunLogError as error:
+            raise _fail(str(error)) from None
     out = Console() if sys.stdout.isatty() else Console(width=140)
     out.print(_models_table(evaluation))
     out.print(_summary_table(evaluation))

@@ -26,6 +26,7 @@ from ladder.policies.baselines import FixedModel, Oracle, RandomMix
 from ladder.policies.chains import DP_CANDIDATES, BestChain
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
+from ladder.runlog.schema import RunLogError
 from ladder.runlog.table import QueryTable
 
 FAMILIES = ("fixed", "random", "oracle", "threshold", "dp", "auto", "seed_heuristic")
@@ -178,6 +179,11 @@ def evaluate(
     BLAS runs single-threaded: the fits are many and small, and two BLAS threads on a
     2-core machine shared with anything else slow them down several times.
     """
+    labelled = ~np.isnan(test.quality).any(axis=1)
+    if not labelled.any():
+        raise RunLogError("the test split has no labelled query (every one has a null "
+                          "quality); label some, or evaluate on another split", "quality")
+    test = test if labelled.all() else test.rows(labelled)  # unlabelled rows are never scored
     with threadpool_limits(1, "blas"):
         return _evaluate(train, test, split, families, n_lambdas, max_stages, predictor,
                          progress, pool, n_resamples)
