@@ -197,7 +197,8 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--out", str(out), "--limit", "40"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "cascade (dp, live)" in text and "oracle" in text
+    assert "cascade (auto, live)" in text and "oracle" in text
+    assert "quality above the line between the two models" in text
     assert "replay of the logged outputs: 20/20" in text
     for name in ("report.md", "frontier.png", "policy.json", "runlog.jsonl"):
         assert (out / name).is_file()
