@@ -98,13 +98,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# llama-cpp-python's server, with the weight buffers ladder's own backend uses (see
+# use_plain_weight_buffers: the repacked ones crash on CPUs that advertise AMX unusably)
+SERVER = ("from ladder.backends.llamacpp import use_plain_weight_buffers; "
+          "use_plain_weight_buffers(); import runpy; "
+          "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server with Gemma on a loopback port (its echoed
     prompt logprobs are aligned for models with a BOS token only, see above)."""
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_path("gemma3-270m")),
+        [sys.executable, "-c", SERVER, "--model", str(embedded_path("gemma3-270m")),
          "--model_alias", "gemma", "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", "512", "--logits_all", "true", "--n_threads", str(os.cpu_count())],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

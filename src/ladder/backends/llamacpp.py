@@ -60,6 +60,24 @@ def _close_files(*files: object) -> None:
 
 
 @cache
+def use_plain_weight_buffers() -> None:
+    """Make llama.cpp keep weights in plain buffers, not the 'extra' repacked (AMX /
+    AVX-512) ones: on VMs whose CPU advertises AMX without the kernel enabling it, every
+    decode with those buffers segfaults (seen on this project's CI machines). For the small
+    embedded models the plain buffers cost nothing measurable. Idempotent, process-wide."""
+    import llama_cpp.llama_cpp as low
+
+    default = low.llama_model_default_params
+
+    def plain() -> object:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = plain
+
+
+@cache
 def _llama_class() -> type:
     """llama_cpp.Llama, imported on first use (the extra is optional)."""
     try:
@@ -67,6 +85,7 @@ def _llama_class() -> type:
     except ImportError:
         raise BackendError(f"the llamacpp backend needs llama-cpp-python; {INSTALL_HINT}") \
             from None
+    use_plain_weight_buffers()
     # it opens two /dev/null files at import and never closes them: ResourceWarnings at exit
     atexit.register(_close_files, getattr(_utils, "outnull_file", None),
                     getattr(_utils, "errnull_file", None))
