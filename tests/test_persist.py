@@ -124,7 +124,7 @@ def test_infinite_thresholds_are_valid_json(logs, tmp_path: Path) -> None:
         text = save_policy(p, tmp_path / name).read_text()
         assert "Infinity" not in text and "NaN" not in text
         document = strict_json(text)
-        assert document["format"] == "ladder-policy" and document["version"] == 1
+        assert document["format"] == "ladder-policy" and document["version"] == 2
         np.testing.assert_array_equal(load_policy(tmp_path / name).thresholds_, p.thresholds_)
 
 
@@ -151,7 +151,7 @@ def write(tmp_path: Path, document: object) -> Path:
     ("field", "value", "message"),
     [
         ("format", "something-else", "not a ladder policy file"),
-        ("version", 2, "version 2"),
+        ("version", 1, "version 1"),  # written before margin and entropy
         ("family", "pyramid", "unknown policy family"),
         ("family", None, "unknown policy family"),
     ],

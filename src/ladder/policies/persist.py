@@ -23,7 +23,7 @@ from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.threshold import ThresholdCascade
 
 FORMAT = "ladder-policy"
-VERSION = 1
+VERSION = 2  # 2: margin and entropy joined the stage features (a v1 predictor has fewer)
 CLASSES: dict[str, type[BaseEstimator]] = {
     "fixed": FixedModel,
     "random": RandomMix,
