@@ -30,25 +30,21 @@ MODELS = ("smollm2-135m", "gemma3-270m")
 SEEDS = range(10)
 
 
-def cv_auroc(X: np.ndarray, y: np.ndarray, C: float) -> tuple[float, float]:
-    """Mean and spread over fold seeds of the out-of-fold AUROC of a logistic regression."""
+def oof_scores(X: np.ndarray, y: np.ndarray, C: float, seed: int) -> np.ndarray:
+    """Out-of-fold P(y = 1) of a standardised logistic regression; constant or all-missing
+    columns dropped, other gaps filled with the column mean (no column here has gaps)."""
+    X = X[:, ~np.isnan(X).all(axis=0)]
     X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
-    X = X[:, np.nanstd(X, axis=0) > 0]
-    scores = []
-    for seed in SEEDS:
-        folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
-        p = cross_val_predict(model, X, y, cv=folds, method="predict_proba")[:, 1]
-        scores.append(roc_auc_score(y, p))
-    return float(np.mean(scores)), float(np.std(scores))
-
-
-def oof_scores(X: np.ndarray, y: np.ndarray, C: float, seed: int = 0) -> np.ndarray:
-    X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
-    X = X[:, np.nanstd(X, axis=0) > 0]
+    X = X[:, X.std(axis=0) > 0]
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
     return cross_val_predict(model, X, y, cv=folds, method="predict_proba")[:, 1]
+
+
+def over_seeds(target: np.ndarray, scores: Callable[[int], np.ndarray]) -> str:
+    """AUROC of `target` from out-of-fold scores, mean ± sd over the fold seeds."""
+    aucs = [roc_auc_score(target, scores(seed)) for seed in SEEDS]
+    return f"{np.mean(aucs):.3f} ± {np.std(aucs):.3f}"
 
 
 def policy_features(table: QueryTable, j: int, new: bool) -> np.ndarray:
@@ -83,6 +79,9 @@ def main() -> None:
     def col(name: str, j: int) -> np.ndarray:
         return sig[name][:, j]
 
+    # single signals also ranked as they are, in the direction fixed in advance
+    raw_sign = {"confidence": 1, "margin": 1, "entropy": -1,
+                "logprob_mean (length-normalised LL)": 1}
     rows: list[tuple[str, Callable[[int], np.ndarray]]] = [
         ("confidence", lambda j: col("confidence", j)[:, None]),
         ("margin", lambda j: col("margin", j)[:, None]),
@@ -104,30 +103,32 @@ def main() -> None:
         ]
     print(f"\nAUROC of each model's correctness, train half, 5-fold CV logistic "
           f"(C={args.C}), mean ± sd over {len(SEEDS)} fold seeds")
-    print("| signals | " + " | ".join(MODELS) + " |\n|---|" + "---|" * len(MODELS))
-    raw = [roc_auc_score(train.quality[:, j], col("confidence", j)) for j in range(2)]
-    print("| confidence, raw ranking (no fit) | "
-          + " | ".join(f"{a:.3f}" for a in raw) + " |")
+    print("| signals | " + " | ".join(f"{m} raw | {m} CV" for m in MODELS) + " |\n|---|"
+          + "---|---|" * len(MODELS))
     for name, features in rows:
-        cells = [cv_auroc(features(j), train.quality[:, j], args.C) for j in range(2)]
-        print(f"| {name} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in cells) + " |")
+        cells = []
+        for j in range(len(MODELS)):
+            y = train.quality[:, j]
+            X = features(j)
+            sign = raw_sign.get(name)
+            cells += ["" if sign is None else f"{roc_auc_score(y, sign * X[:, 0]):.3f}",
+                      over_seeds(y, lambda seed, X=X, y=y: oof_scores(X, y, args.C, seed))]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
     helps = (train.quality[:, 1] > train.quality[:, 0]).astype(int)
     hurts = (train.quality[:, 1] < train.quality[:, 0]).astype(int)
     print(f"\nEscalation: Gemma right & SmolLM2 wrong on {helps.sum()} / {train.n} "
           f"(SmolLM2 right & Gemma wrong on {hurts.sum()})")
-    print("AUROC for 'escalating helps' from SmolLM2's stage-0 view (mean ± sd over seeds)")
-    print("| score | AUROC |\n|---|---|")
-    conf = col("confidence", 0)
-    print(f"| 1 − SmolLM2 confidence (no fit) | {roc_auc_score(helps, -conf):.3f} |")
+    print("AUROC for 'escalating helps' from SmolLM2's stage-0 view: 1 − P(SmolLM2 right) "
+          "(the cascade's view) and P(helps) fitted directly; mean ± sd over fold seeds")
+    print("| signals | 1 − P(SmolLM2 right) | P(escalating helps) |\n|---|---|---|")
+    print(f"| 1 − confidence, no fit | {roc_auc_score(helps, -col('confidence', 0)):.3f} | |")
+    right = train.quality[:, 0]
     for name, features in rows:
         X = features(0)
-        aucs = [roc_auc_score(helps, 1 - oof_scores(X, train.quality[:, 0], args.C, s))
-                for s in SEEDS]
-        direct = cv_auroc(X, helps, args.C)
-        print(f"| 1 − P(SmolLM2 right) from {name} | {np.mean(aucs):.3f} ± {np.std(aucs):.3f} "
-              f"|\n| P(escalating helps) fitted directly from {name} | "
-              f"{direct[0]:.3f} ± {direct[1]:.3f} |")
+        print(f"| {name} | "
+              f"{over_seeds(helps, lambda seed, X=X: 1 - oof_scores(X, right, args.C, seed))} | "
+              f"{over_seeds(helps, lambda seed, X=X: oof_scores(X, helps, args.C, seed))} |")
 
 
 if __name__ == "__main__":
