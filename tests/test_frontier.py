@@ -87,6 +87,11 @@ def test_mixture_reproduces_cost_and_quality(h1: Hull) -> None:
     assert h1.mixture(7.0) == (2, 2, 0.0)  # past the end: the max-quality policy
     with pytest.raises(ValueError, match="below"):
         h1.mixture(0.5)
+    # a vertex's cost recomputed as fraction × best cost may land an ulp below it
+    cheapest = 3.5051785714285714e-06
+    h = upper_hull([cheapest, 2 * cheapest], [0.5, 0.9])
+    below = float(np.nextafter(cheapest, 0))
+    assert h.mixture(below) == (0, 0, 0.0) and h.quality_at(below) == 0.5
 
 
 def test_mixture_three_vertices() -> None:

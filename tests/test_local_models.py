@@ -76,6 +76,7 @@ def test_embedded_models_answer_builtin_items(model: str) -> None:
     for item, output in zip(ITEMS, outputs, strict=True):
         assert output.answer in item.options
         assert 1 / len(item.options) <= output.confidence <= 1
+        assert 0 <= output.margin <= output.confidence and 0 <= output.entropy <= 1
         assert output.logprob_min <= output.logprob_mean <= 0
         assert output.tokens_in > 0 and output.latency_s > 0
 

@@ -151,7 +151,7 @@ def write(tmp_path: Path, document: object) -> Path:
     ("field", "value", "message"),
     [
         ("format", "something-else", "not a ladder policy file"),
-        ("version", 1, "version 1"),
+        ("version", 1, "version 1"),  # before cross-fitted calibration, margin, entropy
         ("version", 3, "version 3"),
         ("family", "pyramid", "unknown policy family"),
         ("family", None, "unknown policy family"),

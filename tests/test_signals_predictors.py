@@ -140,8 +140,9 @@ def test_per_stage_signal_columns(table: QueryTable) -> None:
     X = stage_features(table, chain, 1)
     names = feature_names(table, chain, 1)
     assert names[:1] == ["log_prompt_chars"]
-    assert names[1:8] == [f"a:{s}" for s in PER_STAGE]
-    assert names[8:15] == [f"c:{s}" for s in PER_STAGE]
+    d = len(PER_STAGE)
+    assert names[1 : 1 + d] == [f"a:{s}" for s in PER_STAGE]
+    assert names[1 + d : 1 + 2 * d] == [f"c:{s}" for s in PER_STAGE]
     assert np.all(np.isnan(X[:, 0]))  # no prompt in the log
     np.testing.assert_allclose(X[:, names.index("a:confidence")], 0.5)
     np.testing.assert_allclose(X[:, names.index("a:log_confidence")], math.log(0.5))
@@ -149,7 +150,8 @@ def test_per_stage_signal_columns(table: QueryTable) -> None:
     # c's confidence is 1: log(1 − 1) is clipped at log(1e-6)
     np.testing.assert_allclose(X[:, names.index("c:log_doubt")], math.log(1e-6))
     np.testing.assert_allclose(X[:, names.index("c:log_confidence")], 0.0)
-    for missing in ("logprob_mean", "logprob_min", "tokens_out", "sample_share"):
+    for missing in ("logprob_mean", "logprob_min", "tokens_out", "sample_share", "margin",
+                    "entropy"):
         assert np.all(np.isnan(X[:, names.index(f"c:{missing}")]))
     prompted = QueryTable.from_runlog(runlog(with_prompt=True))
     np.testing.assert_allclose(stage_features(prompted, chain, 0)[:, 0], math.log1p(9))

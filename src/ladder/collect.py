@@ -50,6 +50,8 @@ def log_row(item: Item, model: str, output: ModelOutput) -> dict[str, Any]:
         "confidence": output.confidence,
         "logprob_mean": output.logprob_mean,
         "logprob_min": output.logprob_min,
+        "margin": output.margin,
+        "entropy": output.entropy,
         "tokens_in": output.tokens_in,
         "tokens_out": output.tokens_out,
         "latency_ms": output.latency_s * 1000,

@@ -1,8 +1,8 @@
 """Features available after each rung of a cascade (theory.md §1).
 
 After stage i of a chain the policy has seen the prompt and every output of the
-stages run so far: their confidences and log-probabilities, output lengths,
-self-consistency of samples, and whether the stages' answers agree. Missing
+stages run so far: their confidences, option margins and entropies, log-probabilities,
+output lengths, self-consistency of samples, and whether the stages' answers agree. Missing
 signals stay NaN here; predictors impute them and add missing-indicators.
 """
 
@@ -18,8 +18,10 @@ from ladder.runlog.table import QueryTable
 
 PER_STAGE = (
     "confidence", "log_confidence", "log_doubt",
-    "logprob_mean", "logprob_min", "tokens_out", "sample_share",
+    "logprob_mean", "logprob_min", "tokens_out", "sample_share", "margin", "entropy",
 )
+_COPIED = ("logprob_mean", "logprob_min", "margin", "entropy")  # taken as logged
+_COPIED_AT = tuple(PER_STAGE.index(name) for name in _COPIED)
 
 
 @cache
@@ -92,8 +94,8 @@ def stage_features(table: QueryTable, chain: Sequence[int], stage: int) -> np.nd
     # log-scale views of both ends: how unlikely the answer is, how far from certain
     np.log(np.maximum(confidence, 1e-6), out=per_stage[:, :, 1])
     np.log(np.maximum(1.0 - confidence, 1e-6), out=per_stage[:, :, 2])
-    per_stage[:, :, 3] = table.signals["logprob_mean"][:, run]
-    per_stage[:, :, 4] = table.signals["logprob_min"][:, run]
+    for position, name in zip(_COPIED_AT, _COPIED, strict=True):
+        per_stage[:, :, position] = table.signals[name][:, run]
     np.log1p(table.signals["tokens_out"][:, run], out=per_stage[:, :, 5])
     per_stage[:, :, 6] = table.sample_share[:, run] if table.sample_share is not None else np.nan
     out[:, 1 : 1 + width] = per_stage.reshape(n, width)

@@ -68,7 +68,9 @@ class ModelOutput:
     """What one rung produced for one item: the run log's per-model columns.
 
     `cost` is set only by backends that know it (replay); others are priced by the runtime.
-    `quality` is set only by replay (the logged grade)."""
+    `quality` is set only by replay (the logged grade). `margin` and `entropy` describe the
+    softmax over a choice item's options (`option_signals`); NaN for generated answers. For
+    a choice item `logprob_mean` is the chosen option's length-normalised log-likelihood."""
 
     answer: str | None
     text: str
@@ -79,6 +81,8 @@ class ModelOutput:
     tokens_out: float
     latency_s: float
     sample_share: float = math.nan
+    margin: float = math.nan
+    entropy: float = math.nan
     cost: float | None = None
     quality: float | None = None
 
@@ -89,7 +93,35 @@ class ModelOutput:
             "logprob_min": self.logprob_min,
             "tokens_out": float(self.tokens_out),
             "sample_share": self.sample_share,
+            "margin": self.margin,
+            "entropy": self.entropy,
         }
+
+
+@dataclass(frozen=True)
+class OptionSignals:
+    """How sure a model is among an item's options, from their log-likelihoods alone."""
+
+    best: int  # index of the chosen (most likely) option
+    confidence: float  # softmax share of the chosen option
+    margin: float  # its share minus the runner-up's (the share itself with one option)
+    entropy: float  # entropy of the shares / log(number of options): 0 sure, 1 uniform
+
+
+def option_signals(totals: np.ndarray) -> OptionSignals:
+    """Softmax the options' log-likelihoods and summarise it; every option-scoring backend
+    has these numbers, so the signals cost no extra model call."""
+    totals = np.asarray(totals, dtype=np.float64)
+    shares = np.exp(totals - totals.max())
+    shares /= shares.sum()
+    best = int(np.argmax(totals))
+    top2 = np.partition(shares, -2)[-2:] if len(shares) > 1 else np.array([0.0, 1.0])
+    entropy = 0.0
+    if len(shares) > 1:
+        positive = shares[shares > 0]  # 0 log 0 = 0; underflowed shares carry no entropy
+        entropy = float(-(positive * np.log(positive)).sum() / math.log(len(shares)))
+    return OptionSignals(best, float(shares[best]), float(top2[1] - top2[0]),
+                         min(max(entropy, 0.0), 1.0))  # rounding must not leave [0, 1]
 
 
 def _logprob_stats(logprobs: Sequence[float] | None) -> tuple[float, float]:
@@ -139,12 +171,11 @@ class Backend(ABC):
                            mean, low, usage.tokens_in, usage.tokens_out, usage.latency_s)
 
     def _choose(self, item: Item, scores: OptionScores) -> ModelOutput:
-        totals = scores.totals(self.length_normalised)
-        best = int(np.argmax(totals))
-        shares = np.exp(totals - totals.max())
-        confidence = float(shares[best] / shares.sum())
+        summary = option_signals(scores.totals(self.length_normalised))
+        best = summary.best
         mean, low = _logprob_stats(scores.token_logprobs[best])
         option = (item.options or ())[best]
         usage = scores.usage
-        return ModelOutput(option, option, confidence, mean, low, usage.tokens_in,
-                           len(scores.token_logprobs[best]), usage.latency_s)
+        return ModelOutput(option, option, summary.confidence, mean, low, usage.tokens_in,
+                           len(scores.token_logprobs[best]), usage.latency_s,
+                           margin=summary.margin, entropy=summary.entropy)

@@ -44,6 +44,8 @@ def _output(row: dict) -> ModelOutput:
         confidence=_number(row.get("confidence")),
         logprob_mean=_number(row.get("logprob_mean")),
         logprob_min=_number(row.get("logprob_min")),
+        margin=_number(row.get("margin")),
+        entropy=_number(row.get("entropy")),
         tokens_in=_number(row.get("tokens_in")),
         tokens_out=_number(row.get("tokens_out")),
         latency_s=0.0 if math.isnan(latency_ms) else latency_ms / 1000,

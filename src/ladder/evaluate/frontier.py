@@ -30,6 +30,9 @@ __all__ = [
 # Slack for "is this quality reached": targets such as 1.0 × best quality are
 # computed in floating point and must not miss the vertex they came from.
 _QUALITY_ATOL = 1e-12
+# The same for costs handed back as fraction × best cost: a few ulps below the vertex the
+# fraction was read from are that vertex.
+_COST_RTOL = 1e-12
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +63,12 @@ class Hull:
     def __len__(self) -> int:
         return int(self.costs.size)
 
+    def _snap(self, cost: float) -> float:
+        """The cost as a float; within rounding below the cheapest vertex, that vertex's."""
+        cost = float(cost)
+        low = float(self.costs[0])
+        return low if low * (1 - _COST_RTOL) <= cost < low else cost
+
     def quality_at(self, cost: float) -> float:
         """Best quality reachable at mean cost ``cost``.
 
@@ -67,7 +76,7 @@ class Hull:
         past the last vertex (spending more can always be declined), NaN below
         the first vertex (no policy in the family is that cheap).
         """
-        cost = float(cost)
+        cost = self._snap(cost)
         if np.isnan(cost) or cost < self.costs[0]:
             return float("nan")
         if cost >= self.costs[-1]:
@@ -99,7 +108,7 @@ class Hull:
         and w == 0. Past the last vertex the last vertex alone is returned (it
         costs less than ``cost`` and no mixture does better).
         """
-        cost = float(cost)
+        cost = self._snap(cost)
         if np.isnan(cost) or cost < self.costs[0]:
             raise ValueError(
                 f"mixture: cost {cost} is below the cheapest hull vertex ({self.costs[0]})"

@@ -24,7 +24,7 @@ from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.threshold import ThresholdCascade
 
 FORMAT = "ladder-policy"
-VERSION = 2  # 2: cross-fitted calibration, plug-in α, vote, auto
+VERSION = 2  # 2: cross-fitted calibration, plug-in α, vote, auto; margin and entropy features
 CLASSES: dict[str, type[BaseEstimator]] = {
     "fixed": FixedModel,
     "random": RandomMix,

@@ -44,7 +44,9 @@ def read_runlog(path: str | Path) -> pd.DataFrame:
     kind = file_kind(path)
     try:
         if kind == "jsonl":
-            df = pd.read_json(path, lines=True, dtype=False)
+            # precise_float: the default parser is off by an ulp now and then, and a live
+            # rung's signals must equal the logged ones exactly
+            df = pd.read_json(path, lines=True, dtype=False, precise_float=True)
         elif kind == "csv":
             df = pd.read_csv(path, keep_default_na=True)
         elif kind == "parquet":

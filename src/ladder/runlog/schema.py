@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 REQUIRED = ("query_id", "model", "quality", "cost")
-OPTIONAL_FLOAT = ("confidence", "logprob_mean", "logprob_min", "latency_ms")
+OPTIONAL_FLOAT = ("confidence", "margin", "entropy", "logprob_mean", "logprob_min", "latency_ms")
+UNIT_FLOAT = ("confidence", "margin", "entropy")  # optional columns that must lie in [0, 1]
 OPTIONAL_INT = ("tokens_in", "tokens_out")
 OPTIONAL_STR = ("split", "benchmark", "prompt", "answer")
 COLUMNS = REQUIRED + OPTIONAL_STR + OPTIONAL_FLOAT + OPTIONAL_INT + ("samples",)
@@ -99,16 +100,17 @@ def validate_runlog(df: pd.DataFrame) -> pd.DataFrame:
     for column in OPTIONAL_FLOAT + OPTIONAL_INT:
         if column in df.columns:
             df[column] = _numeric(df, column)
-    if "confidence" in df.columns:
-        conf = df["confidence"].to_numpy()
-        bad = ~np.isnan(conf) & ~((conf >= 0) & (conf <= 1))
-        if bad.any():
-            row = _first_bad(bad)
-            raise RunLogError(
-                f"column 'confidence': row {row} holds {conf[row]!r}, outside [0, 1]",
-                "confidence",
-                row,
-            )
+    for column in UNIT_FLOAT:
+        if column in df.columns:
+            values = df[column].to_numpy()
+            bad = ~np.isnan(values) & ~((values >= 0) & (values <= 1))
+            if bad.any():
+                row = _first_bad(bad)
+                raise RunLogError(
+                    f"column '{column}': row {row} holds {values[row]!r}, outside [0, 1]",
+                    column,
+                    row,
+                )
     for column in ("logprob_mean", "logprob_min"):
         if column in df.columns:
             values = df[column].to_numpy()

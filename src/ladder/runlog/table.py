@@ -14,7 +14,9 @@ import pandas as pd
 
 from ladder.runlog.schema import RunLogError
 
-SIGNAL_COLUMNS = ("confidence", "logprob_mean", "logprob_min", "tokens_out")
+# per-model signals; a log may lack any of them (NaN). runtime.record fills the same names
+# from ModelOutput attributes, so each must be one.
+SIGNAL_COLUMNS = ("confidence", "logprob_mean", "logprob_min", "tokens_out", "margin", "entropy")
 
 
 @dataclass(frozen=True)
