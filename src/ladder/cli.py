@@ -115,6 +115,7 @@ def evaluate_command(
     _check_format(format)
     from ladder.evaluate.experiment import evaluate, to_json
     from ladder.evaluate.split import split_table
+    from ladder.policies.base import best_model
     from ladder.predictors import KINDS
 
     if predictor not in KINDS:
@@ -132,6 +133,10 @@ def evaluate_command(
         console.print(f"[yellow]dropped {table.dropped} queries missing a model[/yellow]")
     console.print(f"{table.n} queries × {table.k} models; split: {how} "
                   f"({train.n} train / {test.n} test)")
+    if not test.mean_cost()[best_model(test.mean_quality(), test.mean_cost())] > 0:
+        console.print("[yellow]the most accurate model costs 0 on test, so no cost is traded: "
+                      "metrics that are shares of its cost (cost_at_*, CPT, APGR, gap closure) "
+                      "are undefined, shown as —[/yellow]")
     with _bar() as bar:
         task = bar.add_task("fitting", total=None)
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.model_selection import KFold
 
 from ladder.runlog.table import QueryTable
@@ -74,6 +75,14 @@ def run_cascade(
         quality=table.quality[rows, chosen],
         cost=paid,
     )
+
+
+def best_model(qualities: ArrayLike, costs: ArrayLike) -> int:
+    """Index of the most accurate model: highest mean quality, ties to the cheaper, then to
+    the earlier. An exact tie-break, so it holds at any cost scale (a `q − ε·c` penalty is
+    below float resolution when costs are ~1e-6 $)."""
+    q, c = np.asarray(qualities, dtype=float), np.asarray(costs, dtype=float)
+    return int(np.lexsort((np.arange(q.size), c, -q))[0])
 
 
 def single_model(table: QueryTable, model: int) -> Outcome:
