@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from ladder.policies.chains import BestChain
@@ -12,23 +13,60 @@ from ladder.policies.threshold import ThresholdCascade
 from ladder.runlog.table import QueryTable
 
 POLICIES = {"threshold": ThresholdCascade, "dp": DPCascade, "seed_heuristic": SeedHeuristic}
+# Quality lies in [0, 1]: pricing the dearest model's mean cost at more than 10⁶ units of
+# quality calls it worthless a million times over, and far beyond that λ·cost swamps
+# q − λ·c in floating point or overflows (λ = 1e308). So λ·(dearest mean cost) ≤ 10⁶.
+MAX_PRICE = 1e6
+
+
+def check_lambda(lam: float, table: QueryTable) -> None:
+    """Refuse a λ that is negative, NaN, infinite, or prices the dearest model's mean cost
+    above MAX_PRICE quality units."""
+    if not (math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"λ must be a finite number ≥ 0, got {lam}")
+    dearest = float(table.mean_cost().max())
+    if lam * dearest > MAX_PRICE:
+        raise ValueError(
+            f"λ = {lam:g} prices the dearest model's mean cost ({dearest:.3g}) at "
+            f"{lam * dearest:.3g} units of quality (in [0, 1]); λ·cost must be at most "
+            f"{MAX_PRICE:g}, so λ ≤ {MAX_PRICE / dearest:.3g}"
+        )
+
+
+def check_chain(chain: Sequence[str], table: QueryTable) -> None:
+    """A chain names models of the table once each, cheapest first (by mean cost on the
+    rows fitted on): a cascade climbs from cheap to dear."""
+    missing = [m for m in chain if m not in table.models]
+    if missing:
+        raise ValueError(f"chain model(s) {', '.join(missing)} not in the log; it has "
+                         f"{', '.join(table.models)}")
+    repeated = list(dict.fromkeys(m for m in chain if list(chain).count(m) > 1))
+    if repeated:
+        raise ValueError(f"chain model(s) {', '.join(repeated)} repeated; name each model once")
+    cost = dict(zip(table.models, table.mean_cost(), strict=True))
+    by_cost = sorted(chain, key=cost.__getitem__)
+    if list(chain) != by_cost:  # the sort is stable: equal costs may come in either order
+        shown = ", ".join(f"{m} {cost[m]:.3g}" for m in chain)
+        raise ValueError(f"the chain must climb in ascending mean cost on the rows fitted on "
+                         f"({shown}); order it {','.join(by_cost)}")
 
 
 def fit_policy(table: QueryTable, policy: str = "dp", lam: float = 0.0,
                chain: Sequence[str] | None = None, max_stages: int = 3,
                predictor: str = "logistic") -> ChainPolicy:
-    """A cascade of family `policy` at trade-off λ. Without `chain`, threshold and dp search
-    every cost-ordered chain of up to `max_stages` models (judged on held-out folds of
-    `table`); seed_heuristic climbs the whole ladder."""
+    """A cascade of family `policy` at trade-off λ, fitted on every row of `table`.
+
+    Unless the table's model order was given, the ladder is sorted by mean cost on these
+    rows. Without `chain`, threshold and dp search every cost-ordered chain of up to
+    `max_stages` models (judged on held-out folds of `table`); seed_heuristic climbs the
+    whole ladder.
+    """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy '{policy}'; choose one of {', '.join(POLICIES)}")
-    if lam < 0:
-        raise ValueError(f"λ must be ≥ 0, got {lam}")
+    table = table.by_cost()
+    check_lambda(lam, table)
     if chain is not None:
-        missing = [m for m in chain if m not in table.models]
-        if missing:
-            raise ValueError(f"chain model(s) {', '.join(missing)} not in the log; it has "
-                             f"{', '.join(table.models)}")
+        check_chain(chain, table)
     if chain is not None or policy == "seed_heuristic":
         return POLICIES[policy](None if chain is None else list(chain), lam,
                                 predictor=predictor).fit(table)
