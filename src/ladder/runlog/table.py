@@ -34,7 +34,9 @@ class QueryTable:
     benchmark: np.ndarray | None = None
     dropped: int = 0
     extra: dict = field(default_factory=dict)
-    order_given: bool = False  # the caller fixed the model order: never re-sort it by cost
+    # The model order is by mean cost (not given by the caller), so code that trains on a
+    # subset of rows re-sorts it on those rows (`by_cost`); a given order is never re-sorted.
+    cost_ordered: bool = False
 
     @property
     def n(self) -> int:
@@ -68,7 +70,7 @@ class QueryTable:
         )
 
     def select_models(self, models: Sequence[str]) -> QueryTable:
-        """The same queries with only these models, in this order (which is then given)."""
+        """The same queries with only these models, in this order (which is then a given one)."""
         unknown = [m for m in models if m not in self.models]
         if unknown:
             raise RunLogError(
@@ -88,22 +90,23 @@ class QueryTable:
             signals={name: a[:, cols] for name, a in self.signals.items()},
             answers=take(self.answers),
             sample_share=take(self.sample_share),
-            order_given=True,
+            cost_ordered=False,
         )
 
     def by_cost(self, reference: QueryTable | None = None) -> QueryTable:
         """The ladder re-sorted by ascending mean cost over `reference`'s rows (default: these),
-        ties kept in the current order. A caller-given order is kept as it is.
+        ties kept in the current order. A table not in cost order (the caller gave the order)
+        is returned as it is.
 
         Training code sorts on its training rows, and gives the test table the same order
         with `test.by_cost(train)`.
         """
-        if self.order_given:
+        if not self.cost_ordered:
             return self
         ref = self if reference is None else reference
         mean = dict(zip(ref.models, ref.mean_cost(), strict=True))
         return replace(self.select_models(sorted(self.models, key=mean.__getitem__)),
-                       order_given=False)
+                       cost_ordered=True)
 
     def mean_cost(self) -> np.ndarray:
         return self.cost.mean(axis=0)
@@ -199,7 +202,7 @@ class QueryTable:
             split=column("split"),
             benchmark=column("benchmark"),
             dropped=int(dropped),
-            order_given=models is not None,
+            cost_ordered=models is None,
         )
 
 
