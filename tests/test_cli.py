@@ -97,3 +97,40 @@ def test_full_mmlu_evaluation(shared_data, tmp_path):
     # the oracle is the physical limit: no family beats its best quality
     oracle_best = max(p["quality"] for p in document["policies"] if p["family"] == "oracle")
     assert all(p["quality"] <= oracle_best + 1e-12 for p in document["policies"])
+
+
+def two_model_log(path, small_cost: float, big_cost: float):
+    """100 queries, half train / half test; big always right, small right on 49 of 50."""
+    rows = []
+    for i in range(100):
+        split = "train" if i < 50 else "test"
+        rows.append({"query_id": f"q{i}", "model": "small", "quality": float(i % 50 != 0),
+                     "cost": small_cost, "split": split})
+        rows.append({"query_id": f"q{i}", "model": "big", "quality": 1.0, "cost": big_cost,
+                     "split": split})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_evaluate_when_the_cheapest_hull_point_already_reaches_98(tmp_path):
+    # small reaches 98% of big; 0.01 / 4.7 * 4.7 < 0.01, which once put the mixture at 98%
+    # below the cheapest hull vertex and ended in a traceback
+    log, out = two_model_log(tmp_path / "log.csv", 0.01, 4.7), tmp_path / "r.json"
+    result = runner.invoke(app, ["evaluate", str(log), "--lambdas", "2", "--max-stages", "2",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    fixed = json.loads(out.read_text())["summary"]["fixed"]
+    assert fixed["cost_at_98"] == pytest.approx(0.01 / 4.7)
+    assert fixed["mix_at_98"]["weight_b"] == 0.0
+
+
+def test_evaluate_with_every_cost_zero_reports_quality_only(tmp_path):
+    log, out = two_model_log(tmp_path / "log.csv", 0.0, 0.0), tmp_path / "r.json"
+    result = runner.invoke(app, ["evaluate", str(log), "--lambdas", "2", "--max-stages", "2",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "costs 0" in result.output and "undefined" in result.output
+    summaries = json.loads(out.read_text())["summary"]
+    for summary in summaries.values():
+        assert all(summary[key] is None for key in SUMMARY_KEYS)
+    assert all(summaries[f]["max_quality"] == 1.0 for f in ("fixed", "oracle", "threshold", "dp"))

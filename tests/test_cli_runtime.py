@@ -85,7 +85,7 @@ def test_fit_rejects_bad_policy_lambda_and_split(setup, tmp_path: Path) -> None:
     out = str(tmp_path / "p.json")
     for args, message in (
         (["--policy", "magic"], "unknown policy"),
-        (["--lambda", "-1"], "λ must be ≥ 0"),
+        (["--lambda", "-1"], "λ must be a finite number ≥ 0"),
         (["--split", "dev"], "--split dev"),
         (["--policy", "dp", "--chain", "small,huge"], "huge"),
         (["--chain", "small,large"], "auto chooses its own"),

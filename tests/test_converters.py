@@ -408,3 +408,51 @@ def test_unknown_format_name(tmp_path: Path) -> None:
     with pytest.raises(RunLogError, match="unknown format 'nope'"):
         convert(path, "nope")
     assert {"routellm", "mot", "routerdc", "routerbench"} <= set(CONVERTERS)
+
+
+# --- unreadable input: every converter says so, as a RunLogError ---------------------------------
+
+GARBAGE = bytes(range(256)) * 2  # not UTF-8, not gzip, not Parquet
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    """A wrong folder, a CSV, binary garbage under several names, and files of the right name
+    but the wrong content, for every layout."""
+    csv = tmp_path / "table.csv"
+    csv.write_text("a,b\n1,2\n")
+    json_object = tmp_path / "object.json"
+    json_object.write_text('{"a": 1}')
+    folder = tmp_path / "folder"
+    (folder / "gsm8k").mkdir(parents=True)
+    (folder / "gsm8k" / "gsm8k_responses.csv").write_bytes(GARBAGE)
+    non_numeric = tmp_path / "scores.json"
+    non_numeric.write_text('[{"question": "q", "scores": {"m": "x"}}]')
+    paths = {"csv": csv, "json object": json_object, "wrong folder": folder,
+             "non-numeric scores": non_numeric}
+    for name in ("garbage.bin", "model_outputs.jsonl.gz", "garbage.json", "garbage.parquet",
+                 "gsm8k_responses.csv"):
+        (tmp_path / name).write_bytes(GARBAGE)
+        paths[name] = tmp_path / name
+    return paths
+
+
+@pytest.mark.parametrize("layout", sorted(CONVERTERS))
+def test_every_converter_refuses_unreadable_input_with_a_runlog_error(tmp_path: Path,
+                                                                      layout: str) -> None:
+    for case, path in _bad_inputs(tmp_path).items():
+        with pytest.raises(RunLogError):
+            validate_runlog(convert(path, layout))  # what load_runlog does
+            pytest.fail(f"{layout} accepted {case}")
+
+
+def test_convert_zellinger_on_a_csv_or_wrong_folder_exits_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ladder.cli import app
+
+    (tmp_path / "table.csv").write_text("a,b\n1,2\n")
+    for source in (tmp_path / "table.csv", tmp_path):
+        result = CliRunner().invoke(app, ["convert", str(source), "-f", "zellinger",
+                                          "-o", str(tmp_path / "out.jsonl")])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and "Zellinger" in result.output

@@ -163,8 +163,11 @@ def test_cost_at_fraction(h1: Hull) -> None:
     assert cost_at_fraction(h1, 0.9, 3.0, 1.0) == pytest.approx(1.0)
     # 105%: target .945 > .9, never reached
     assert cost_at_fraction(h1, 0.9, 3.0, 1.05) is None
+    # a share of a zero cost is undefined (a log whose costs are all 0), not an error
+    assert cost_at_fraction(h1, 0.9, 0.0, 0.98) is None
+    assert cpt(h1, 0.5, 0.9, 0.0, 0.5) is None
     with pytest.raises(ValueError, match="reference_cost"):
-        cost_at_fraction(h1, 0.9, 0.0, 0.98)
+        cost_at_fraction(h1, 0.9, -1.0, 0.98)
 
 
 def test_gap_closure() -> None:
@@ -247,7 +250,7 @@ def test_bad_ranges_raise(h1: Hull) -> None:
     with pytest.raises(ValueError):
         apgr(h1, 1.0, 0.0, 0.5, 0.9)
     with pytest.raises(ValueError):
-        cpt(h1, 0.5, 0.9, 0.0, 0.5)
+        cpt(h1, 0.5, 0.9, -1.0, 0.5)
 
 
 def test_hull_is_frozen(h1: Hull) -> None:

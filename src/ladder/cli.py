@@ -23,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
+MAX_LAMBDAS = 200  # evaluate's λ sweep: each value costs a fit of every family
+ALL_ROWS = "all"  # `ladder fit --split all`: fit on every row, whatever the split column says
 FormatOption = Annotated[
     str, typer.Option("--format", "-f", help=f"Input layout: {', '.join(FORMATS)}.")
 ]
@@ -98,14 +100,16 @@ def evaluate_command(
     format: FormatOption = "auto",
     benchmark: Annotated[str | None, typer.Option(help="Only this benchmark of the log.")] = None,
     models: Annotated[str | None, typer.Option(help="Comma-separated models, in ladder "
-                                               "order (default: all, by mean cost).")] = None,
+                                               "order (default: all, by mean train cost).")]
+    = None,
     train_frac: Annotated[float | None, typer.Option(help="Random train share (default: the "
                                                      "log's split column, else 0.5).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 0,
     predictor: Annotated[str, typer.Option(help="Quality predictor: logistic, mlp or gbt.")]
     = "logistic",
     max_stages: Annotated[int, typer.Option(help="Longest model subsequence searched.")] = 3,
-    lambdas: Annotated[int, typer.Option(help="Number of λ values in the sweep.")] = 20,
+    lambdas: Annotated[int, typer.Option(help=f"Number of λ values in the sweep (at most "
+                                         f"{MAX_LAMBDAS}).")] = 20,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")]
     = None,
     report: Annotated[Path | None, typer.Option(help="Write report.md and figures here.")]
@@ -119,12 +123,16 @@ def evaluate_command(
     _check_format(format)
     from ladder.evaluate.experiment import evaluate, to_json
     from ladder.evaluate.split import pooled_training, split_table
+    from ladder.policies.base import best_model
     from ladder.predictors import KINDS
 
     if predictor not in KINDS:
         raise _fail(f"unknown predictor '{predictor}'; choose one of {', '.join(KINDS)}")
     if max_stages < 1 or lambdas < 1:
         raise _fail("--max-stages and --lambdas must be at least 1")
+    if lambdas > MAX_LAMBDAS:
+        raise _fail(f"--lambdas {lambdas}: at most {MAX_LAMBDAS} (every λ fits every family "
+                    "once; the default 20 already traces the frontier)")
     chosen = _names(models)
     try:
         df = load_runlog(log, format)
@@ -138,6 +146,10 @@ def evaluate_command(
         console.print(f"[yellow]dropped {table.dropped} queries missing a model[/yellow]")
     console.print(f"{table.n} queries × {table.k} models; split: {how} "
                   f"({train.n} train / {test.n} test)")
+    if not test.mean_cost()[best_model(test.mean_quality(), test.mean_cost())] > 0:
+        console.print("[yellow]the most accurate model costs 0 on test, so no cost is traded: "
+                      "metrics that are shares of its cost (cost_at_*, CPT, APGR, gap closure) "
+                      "are undefined, shown as —[/yellow]")
     with _bar() as bar:
         task = bar.add_task("fitting", total=None)
 
@@ -221,11 +233,14 @@ def fit_command(
                                               "order (default: best chain on the log).")]
     = None,
     split: Annotated[str | None, typer.Option(help="Fit only on rows whose split column "
-                                              "equals this (e.g. train).")] = None,
+                                              "equals this; 'all' fits on every row "
+                                              "(default: train when the log has train "
+                                              "rows, else all).")] = None,
     format: FormatOption = "auto",
     benchmark: Annotated[str | None, typer.Option(help="Only this benchmark of the log.")] = None,
     models: Annotated[str | None, typer.Option(help="Comma-separated models, in ladder "
-                                               "order (default: all, by mean cost).")] = None,
+                                               "order (default: all, by mean train cost).")]
+    = None,
     max_stages: Annotated[int, typer.Option(help="Longest chain searched.")] = 3,
     predictor: Annotated[str, typer.Option(help="logistic, mlp or gbt.")] = "logistic",
     pool: Annotated[bool, typer.Option(help="Fit the quality predictors on every benchmark's "
@@ -241,12 +256,17 @@ def fit_command(
     try:
         df = load_runlog(log, format)
         table = QueryTable.from_runlog(df, models=_names(models), benchmark=benchmark)
-        if split is not None:
-            labels = set(table.split) if table.split is not None else set()
+        labels = set(table.split) if table.split is not None else set()
+        if split is None:
+            split = "train" if "train" in labels else ALL_ROWS
+        if split != ALL_ROWS:
             if split not in labels:
                 raise RunLogError(f"--split {split}: the log's split column has "
-                                  f"{', '.join(map(str, labels)) or 'no values'}", "split")
+                                  f"{', '.join(sorted(map(str, labels))) or 'no values'}; "
+                                  f"--split {ALL_ROWS} fits on every row", "split")
             table = table.rows(table.split == split)
+        console.print(f"fitting on {'every row' if split == ALL_ROWS else f'the {split} split'}"
+                      f" ({table.n} queries)")
         with _bar() as bar:
             bar.add_task(f"fitting {policy} on {table.n} queries", total=None)
             pooled = (pooled_training(QueryTable.from_runlog(df, models=_names(models)), table,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from sklearn.base import BaseEstimator
@@ -16,29 +17,67 @@ from ladder.runlog.table import QueryTable
 
 POLICIES = {"auto": AutoCascade, "threshold": ThresholdCascade, "dp": DPCascade,
             "seed_heuristic": SeedHeuristic}
+# Quality lies in [0, 1]: pricing the dearest model's mean cost at more than 10⁶ units of
+# quality calls it worthless a million times over, and far beyond that λ·cost swamps
+# q − λ·c in floating point or overflows (λ = 1e308). So λ·(dearest mean cost) ≤ 10⁶.
+MAX_PRICE = 1e6
+
+
+def check_lambda(lam: float, table: QueryTable) -> None:
+    """Refuse a λ that is negative, NaN, infinite, or prices the dearest model's mean cost
+    above MAX_PRICE quality units."""
+    if not (math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"λ must be a finite number ≥ 0, got {lam}")
+    dearest = float(table.mean_cost().max())
+    if lam * dearest > MAX_PRICE:
+        raise ValueError(
+            f"λ = {lam:g} prices the dearest model's mean cost ({dearest:.3g}) at "
+            f"{lam * dearest:.3g} units of quality (in [0, 1]); λ·cost must be at most "
+            f"{MAX_PRICE:g}, so λ ≤ {MAX_PRICE / dearest:.3g}"
+        )
+
+
+def check_chain(chain: Sequence[str], table: QueryTable) -> None:
+    """A chain names models of the table once each, cheapest first (by mean cost on the
+    rows fitted on): a cascade climbs from cheap to dear."""
+    missing = [m for m in chain if m not in table.models]
+    if missing:
+        raise ValueError(f"chain model(s) {', '.join(missing)} not in the log; it has "
+                         f"{', '.join(table.models)}")
+    repeated = list(dict.fromkeys(m for m in chain if list(chain).count(m) > 1))
+    if repeated:
+        raise ValueError(f"chain model(s) {', '.join(repeated)} repeated; name each model once")
+    cost = dict(zip(table.models, table.mean_cost(), strict=True))
+    by_cost = sorted(chain, key=cost.__getitem__)
+    if list(chain) != by_cost:  # the sort is stable: equal costs may come in either order
+        shown = ", ".join(f"{m} {cost[m]:.3g}" for m in chain)
+        raise ValueError(f"the chain must climb in ascending mean cost on the rows fitted on "
+                         f"({shown}); order it {','.join(by_cost)}")
 
 
 def fit_policy(table: QueryTable, policy: str = "auto", lam: float = 0.0,
                chain: Sequence[str] | None = None, max_stages: int = 3,
                predictor: str = "logistic", pool: QueryTable | None = None) -> BaseEstimator:
-    """A deployable policy of family `policy` at trade-off λ: a cascade, or for `auto` the
-    cascade or single model it chose. Without `chain`, threshold and dp search every
-    cost-ordered chain of up to `max_stages` models (judged on held-out folds of `table`);
-    seed_heuristic climbs the whole ladder. pool: several tasks' training queries to fit
-    the predictors on with partial pooling."""
+    """A deployable policy of family `policy` at trade-off λ, fitted on every row of `table`:
+    a cascade, or for `auto` the cascade or single model it chose.
+
+    Unless the table's model order was given, the ladder is sorted by mean cost on these
+    rows. Without `chain`, threshold and dp search every cost-ordered chain of up to
+    `max_stages` models (judged on held-out folds of `table`); seed_heuristic climbs the
+    whole ladder. pool: several tasks' training queries to fit the predictors on with
+    partial pooling.
+    """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy '{policy}'; choose one of {', '.join(POLICIES)}")
-    if lam < 0:
-        raise ValueError(f"λ must be ≥ 0, got {lam}")
+    table = table.by_cost()
+    check_lambda(lam, table)
     if chain is not None:
         if policy == "auto":
             raise ValueError("--chain fixes the models of a threshold, dp or seed_heuristic "
                              "cascade; auto chooses its own")
-        missing = [m for m in chain if m not in table.models]
-        if missing:
-            raise ValueError(f"chain model(s) {', '.join(missing)} not in the log; it has "
-                             f"{', '.join(table.models)}")
-    cache = PredictorCache(table, predictor, pool=pool)
+        check_chain(chain, table)
+    cache = PredictorCache(table, predictor,
+                           pool=None if pool is None else pool.select_models(table.models))
     if policy == "auto":
         return AutoCascade(lam, max_stages, predictor=predictor).fit(table, cache).policy_
     if chain is not None or policy == "seed_heuristic":

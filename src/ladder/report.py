@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ladder.evaluate.experiment import Evaluation, PolicyPoint
+from ladder.policies.base import best_model
 
 __all__ = ["format_summary_table", "markdown_table", "write_report"]
 
@@ -62,7 +63,8 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def _best_model(evaluation: Evaluation) -> dict:
     """The most accurate single model on test (ties to the cheaper), as `summarise` picks it."""
-    return max(evaluation.models, key=lambda m: m["quality"] - 1e-12 * m["cost"])
+    models = evaluation.models
+    return models[best_model([m["quality"] for m in models], [m["cost"] for m in models])]
 
 
 def _vertex_point(evaluation: Evaluation, family: str, vertex: dict) -> PolicyPoint | None:
@@ -231,9 +233,11 @@ vertices are reached by randomly mixing the two vertex policies).
 cheapest and the most accurate single model.
 - **APGR**: average share of that gap recovered over the cost range cheapest → most accurate model.
 - **gap closure@98%**: share of the cost gap between the most accurate model and the oracle that \
-the family closes at 98% of that model's quality (1 = as cheap as the oracle).
+the family closes at matched quality, 98% of that model's: (C_best − C_family) / (C_best − \
+C_oracle), C_family and C_oracle read off their hulls there (1 = as cheap as the oracle).
 - **max quality**: best test quality of any single policy of the family.
-- "—": not reached / not defined."""
+- "—": not reached / not defined (shares of the most accurate model's cost are undefined \
+when it costs 0)."""
 
 
 def _shadow_price_section(evaluation: Evaluation) -> list[str]:

@@ -220,10 +220,13 @@ def cost_at_fraction(
 
     With ``fraction`` 0.98 and 1.0 these are ``cost_at_98`` and ``cost_at_100``:
     how cheaply the policy family matches (nearly) the most accurate model.
-    None when the hull never reaches that quality.
+    None when the hull never reaches that quality, or when the reference model costs nothing
+    (a share of zero cost is undefined: a log whose costs are all 0 has no cost axis).
     """
-    if not reference_cost > 0:
-        raise ValueError(f"cost_at_fraction: reference_cost must be > 0, got {reference_cost}")
+    if not reference_cost >= 0:
+        raise ValueError(f"cost_at_fraction: reference_cost must be >= 0, got {reference_cost}")
+    if reference_cost == 0:
+        return None
     cost = hull.cost_at(fraction * reference_quality)
     return None if cost is None else cost / reference_cost
 
@@ -233,11 +236,12 @@ def cpt(hull: Hull, q_weak: float, q_strong: float, c_strong: float, p: float) -
 
     The least cost, as a fraction of ``c_strong``, at which the hull reaches
     q_weak + p·(q_strong − q_weak); ``p`` is a fraction (0.5 for CPT(50%)).
-    None if the hull never reaches it, or if q_strong == q_weak (no gap to recover).
+    None if the hull never reaches it, if q_strong == q_weak (no gap to recover) or if
+    c_strong == 0 (a share of zero cost is undefined).
     """
-    if not c_strong > 0:
-        raise ValueError(f"cpt: c_strong must be > 0, got {c_strong}")
-    if q_strong == q_weak:
+    if not c_strong >= 0:
+        raise ValueError(f"cpt: c_strong must be >= 0, got {c_strong}")
+    if q_strong == q_weak or c_strong == 0:
         return None
     cost = hull.cost_at(q_weak + p * (q_strong - q_weak))
     return None if cost is None else cost / c_strong

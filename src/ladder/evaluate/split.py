@@ -11,15 +11,24 @@ from ladder.runlog.table import QueryTable
 def split_table(
     table: QueryTable, train_frac: float | None = None, seed: int = 0
 ) -> tuple[QueryTable, QueryTable, str]:
-    """(train, test, how). The log's split column wins unless `train_frac` is given."""
+    """(train, test, how). The log's split column wins unless `train_frac` is given.
+
+    Unless the caller fixed the model order, both tables take the ladder order of ascending
+    mean cost on the train rows: which model is cheaper is a choice made on train.
+    """
+    train_rows, test_rows, how = _masks(table, train_frac, seed)
+    train = table.rows(train_rows).by_cost()
+    return train, table.rows(test_rows).by_cost(train), how
+
+
+def _masks(table: QueryTable, train_frac: float | None,
+           seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Boolean masks of the train and the test queries, and how they were drawn."""
     if train_frac is None and table.split is not None:
         labels = set(table.split)
         if {"train", "test"} <= labels:
-            return (
-                table.rows(table.split == "train"),
-                table.rows(table.split == "test"),
-                "the log's split column (train → test)",
-            )
+            return (table.split == "train", table.split == "test",
+                    "the log's split column (train → test)")
     frac = 0.5 if train_frac is None else train_frac
     if not 0 < frac < 1:
         raise RunLogError(f"--train-frac must be between 0 and 1, got {frac}")
@@ -31,7 +40,7 @@ def split_table(
         )
     mask = np.zeros(table.n, bool)
     mask[order[:cut]] = True
-    return table.rows(mask), table.rows(~mask), f"random {frac:.0%} / {1 - frac:.0%}, seed {seed}"
+    return mask, ~mask, f"random {frac:.0%} / {1 - frac:.0%}, seed {seed}"
 
 
 def pooled_training(log: QueryTable, train: QueryTable, benchmark: str | None) -> QueryTable:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.model_selection import KFold
 
 from ladder.runlog.table import QueryTable
@@ -40,13 +41,6 @@ class Outcome:
         """Share of queries whose last model run was each model."""
         counts = np.bincount(self.last_run, minlength=len(models)) / len(self.last_run)
         return {m: float(c) for m, c in zip(models, counts, strict=True)}
-
-
-def best_model(qualities: np.ndarray, costs: np.ndarray) -> int:
-    """Index of the most accurate model, ties to the cheaper, then the earlier; exact at any
-    cost scale (a tie-break such as q − 1e-12·c vanishes at costs of 1e-6)."""
-    qualities, costs = np.asarray(qualities, float), np.asarray(costs, float)
-    return int(np.lexsort((np.arange(len(qualities)), costs, -qualities))[0])
 
 
 def resolve_chain(table: QueryTable, chain: Sequence[str] | None) -> list[int]:
@@ -84,6 +78,14 @@ def run_cascade(
         quality=(table.quality if quality is None else quality)[rows, chosen],
         cost=paid,
     )
+
+
+def best_model(qualities: ArrayLike, costs: ArrayLike) -> int:
+    """Index of the most accurate model: highest mean quality, ties to the cheaper, then to
+    the earlier. An exact tie-break, so it holds at any cost scale (a `q − ε·c` penalty is
+    below float resolution when costs are ~1e-6 $)."""
+    q, c = np.asarray(qualities, dtype=float), np.asarray(costs, dtype=float)
+    return int(np.lexsort((np.arange(q.size), c, -q))[0])
 
 
 def single_model(table: QueryTable, model: int) -> Outcome:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ladder.policies.base import Outcome, single_model
+from ladder.policies.base import Outcome, best_model, single_model
 from ladder.runlog.table import QueryTable
 
 
@@ -40,7 +40,7 @@ class RandomMix(BaseEstimator):
     def fit(self, table: QueryTable, cache: object = None) -> RandomMix:
         costs, qualities = table.mean_cost(), table.mean_quality()
         cheap = int(np.lexsort((-qualities, costs))[0])  # cheapest; ties to the better one
-        best = int(np.argmax(qualities - 1e-12 * costs))
+        best = best_model(qualities, costs)
         self.models_ = (table.models[cheap], table.models[best])
         span = costs[best] - costs[cheap]
         p = (self.target_cost - costs[cheap]) / span if span > 0 else 1.0

@@ -1,4 +1,7 @@
-"""Reading and writing run logs (JSON Lines, optionally gzipped, CSV, Parquet)."""
+"""Reading and writing run-log files (JSON Lines, optionally gzipped, CSV, Parquet).
+
+Below the converters (which read files through it); `ladder.runlog.load` sits above both.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ladder.runlog.schema import RunLogError, validate_runlog
+from ladder.runlog.schema import RunLogError
 
 SUFFIXES = {
     ".jsonl": "jsonl",
@@ -62,13 +65,6 @@ def read_runlog(path: str | Path) -> pd.DataFrame:
     if "samples" in df.columns:
         df["samples"] = df["samples"].map(_parse_samples)
     return df
-
-
-def load_runlog(path: str | Path, format: str = "auto") -> pd.DataFrame:
-    """Read any supported layout, convert it to the run-log format and validate it."""
-    from ladder.runlog.converters import convert
-
-    return validate_runlog(convert(Path(path), format))
 
 
 def write_runlog(df: pd.DataFrame, path: str | Path) -> Path:

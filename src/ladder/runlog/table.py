@@ -1,7 +1,8 @@
 """QueryTable: a validated run log pivoted to one row per query and one column per model.
 
 Every fit and evaluation works on this wide view; the ladder order is by mean cost
-unless the caller gives one.
+unless the caller gives one, and the code that trains re-sorts it on its training rows
+(`by_cost`), so test rows never choose the ladder.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class QueryTable:
     benchmark: np.ndarray | None = None
     dropped: int = 0
     extra: dict = field(default_factory=dict)
+    # The model order is by mean cost (not given by the caller), so code that trains on a
+    # subset of rows re-sorts it on those rows (`by_cost`); a given order is never re-sorted.
+    cost_ordered: bool = False
 
     @property
     def n(self) -> int:
@@ -68,7 +72,7 @@ class QueryTable:
         )
 
     def select_models(self, models: Sequence[str]) -> QueryTable:
-        """The same queries with only these models, in this order."""
+        """The same queries with only these models, in this order (which is then a given one)."""
         unknown = [m for m in models if m not in self.models]
         if unknown:
             raise RunLogError(
@@ -88,7 +92,23 @@ class QueryTable:
             signals={name: a[:, cols] for name, a in self.signals.items()},
             answers=take(self.answers),
             sample_share=take(self.sample_share),
+            cost_ordered=False,
         )
+
+    def by_cost(self, reference: QueryTable | None = None) -> QueryTable:
+        """The ladder re-sorted by ascending mean cost over `reference`'s rows (default: these),
+        ties kept in the current order. A table not in cost order (the caller gave the order)
+        is returned as it is.
+
+        Training code sorts on its training rows, and gives the test table the same order
+        with `test.by_cost(train)`.
+        """
+        if not self.cost_ordered:
+            return self
+        ref = self if reference is None else reference
+        mean = dict(zip(ref.models, ref.mean_cost(), strict=True))
+        return replace(self.select_models(sorted(self.models, key=mean.__getitem__)),
+                       cost_ordered=True)
 
     def mean_cost(self) -> np.ndarray:
         return self.cost.mean(axis=0)
@@ -103,7 +123,10 @@ class QueryTable:
         models: Sequence[str] | None = None,
         benchmark: str | None = None,
     ) -> QueryTable:
-        """Pivot a validated run log. Queries missing any selected model are dropped and counted."""
+        """Pivot a validated run log. Queries missing any selected model are dropped and counted.
+
+        `models` fixes the ladder order; without it the order is by mean cost over every row.
+        """
         if benchmark is not None:
             if "benchmark" not in df.columns:
                 raise RunLogError("--benchmark given but the log has no 'benchmark' column",
@@ -117,6 +140,10 @@ class QueryTable:
                 )
         present = list(dict.fromkeys(df["model"]))
         if models is not None:
+            repeated = list(dict.fromkeys(m for m in models if list(models).count(m) > 1))
+            if repeated:
+                raise RunLogError(f"model(s) {', '.join(repeated)} repeated; name each model "
+                                  "once", "model")
             missing = [m for m in models if m not in present]
             if missing:
                 raise RunLogError(
@@ -177,6 +204,7 @@ class QueryTable:
             split=column("split"),
             benchmark=column("benchmark"),
             dropped=int(dropped),
+            cost_ordered=models is None,
         )
 
 

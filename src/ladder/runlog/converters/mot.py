@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ladder.runlog.converters.layout import layout_reader
 from ladder.runlog.schema import RunLogError
 
 # Characters of each few-shot prompt set (upstream Evaluation/prompting/date.py).
@@ -68,6 +69,7 @@ def _tokens(chars: float) -> int:
     return round(chars / CHARS_PER_TOKEN)
 
 
+@layout_reader("MoT's result files")
 def convert_mot(path: Path, prompt_set: str = "cot1") -> pd.DataFrame:
     """One row per (question, model) for one demonstration set (cot1, cot2, pot1 or pot2).
 

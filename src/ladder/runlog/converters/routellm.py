@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ladder.runlog.converters.answers import normalise_number
+from ladder.runlog.converters.layout import layout_reader
 from ladder.runlog.schema import RunLogError
 
 STRONG = "gpt-4-1106-preview"
@@ -130,6 +131,7 @@ def _mt_bench(folder: Path, decontaminate: bool) -> pd.DataFrame:
     )
 
 
+@layout_reader("RouteLLM's eval responses")
 def convert_routellm(path: Path, decontaminate: bool = True) -> pd.DataFrame:
     """GSM8K, MMLU and MT-Bench as run-log rows for GPT-4-1106 and Mixtral-8x7B.
 

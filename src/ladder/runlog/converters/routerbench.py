@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ladder.runlog.converters.layout import layout_reader
 from ladder.runlog.io import file_kind
 from ladder.runlog.schema import RunLogError
 
@@ -42,6 +43,7 @@ def _read(path: Path) -> pd.DataFrame:
     raise RunLogError(f"{path}: a RouterBench table must be .csv, .csv.gz or .parquet")
 
 
+@layout_reader("a RouterBench table")
 def convert_routerbench(path: Path) -> pd.DataFrame:
     """One run-log row per (sample_id, model) from RouterBench's wide table.
 

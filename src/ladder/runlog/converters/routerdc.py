@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ladder.runlog.converters.layout import layout_reader
 from ladder.runlog.schema import RunLogError
 
 # Parameter counts in billions: the data has no costs, so model size stands in for cost.
@@ -90,6 +91,7 @@ def _convert_file(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@layout_reader("a RouterDC score file")
 def convert_routerdc(path: Path) -> pd.DataFrame:
     """One row per (question, model) from one RouterDC JSON file, or from every file in a folder.
 

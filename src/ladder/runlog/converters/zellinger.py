@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ladder.runlog.converters.answers import normalise_letter, normalise_number, normalise_text
+from ladder.runlog.converters.layout import layout_reader
+from ladder.runlog.schema import RunLogError
 
 _NORMALISERS = {
     "mmlu": normalise_letter,
@@ -27,6 +29,7 @@ def _files(path: Path) -> tuple[Path, Path | None]:
     return outputs, queries if queries.exists() else None
 
 
+@layout_reader("Zellinger et al.'s flat export (model_outputs.jsonl.gz, JSON lines)")
 def convert_zellinger(path: Path) -> pd.DataFrame:
     """One row per (query, model): quality = correct, cost = cost_usd, confidence = exp(raw_conf).
 
@@ -35,6 +38,8 @@ def convert_zellinger(path: Path) -> pd.DataFrame:
     `output`; `answer` is the normalised answer used for agreement features.
     """
     outputs, queries = _files(path)
+    if not outputs.is_file():
+        raise RunLogError(f"{path}: not the Zellinger layout, {outputs} is missing")
     raw = pd.read_json(outputs, lines=True, dtype={"qid": str})
     query_id = raw["benchmark"] + "/" + raw["split"] + "/" + raw["qid"].astype(str)
     answers = [
