@@ -276,7 +276,8 @@ def _evaluate(
         for family in families
     }
     comparisons: list[dict] = []
-    if n_resamples:
+    reference_cost = test.mean_cost()[best_model(test.mean_quality(), test.mean_cost())]
+    if n_resamples and reference_cost > 0:  # the metrics are shares of that cost
         cis = _intervals(test, families, points, outcomes, n_resamples)
         for family in families:
             summary[family]["ci"] = cis["families"][family]
