@@ -135,3 +135,39 @@ def test_unlabelled_test_rows_are_never_scored() -> None:
     blank = dataclasses.replace(test, quality=np.full_like(test.quality, np.nan))
     with pytest.raises(RunLogError, match="no labelled query"):
         evaluate(train, blank, **kwargs)
+
+
+def test_quality_target_is_chosen_on_train_and_replayed_on_test() -> None:
+    train, test = noisy_log(200, 8), noisy_log(200, 9)
+    evaluation = evaluate(train, test, families=("fixed", "threshold", "auto"), n_lambdas=4,
+                          max_stages=2, n_resamples=0)
+    for family in ("threshold", "auto"):
+        target = evaluation.summary[family]["target_98"]
+        assert target["target"] == 0.98 and target["delta"] == 0.1
+        best = max(m["quality"] for m in evaluation.models)
+        assert target["test_target"] == pytest.approx(0.98 * best)
+        assert target["met"] == (target["test_quality"] >= target["test_target"])
+        # the chosen point is a policy of the sweep or a single model, named as such
+        assert target["chosen"].startswith((f"{family} λ=", "fixed "))
+    # the choice does not depend on test labels
+    shuffled = dataclasses.replace(
+        test, quality=np.random.default_rng(1).permutation(test.quality))
+    again = evaluate(train, shuffled, families=("fixed", "threshold", "auto"), n_lambdas=4,
+                     max_stages=2, n_resamples=0)
+    assert again.summary["auto"]["target_98"]["chosen"] == \
+        evaluation.summary["auto"]["target_98"]["chosen"]
+
+
+def test_fit_operating_point_by_target_and_budget() -> None:
+    from ladder.fit import fit_operating_point
+
+    train = noisy_log(200, 10)
+    policy, point = fit_operating_point(train, target=0.9, n_lambdas=4, max_stages=2)
+    assert point.mode == "quality" and point.relative and point.level == 0.9
+    assert point.fallback or point.p_value <= 0.1
+    cheap, tight = fit_operating_point(train, budget=1.5, n_lambdas=4, max_stages=2)
+    assert tight.mode == "budget" and (tight.fallback or tight.cost <= 1.5 + 1e-9)
+    with pytest.raises(ValueError, match="exactly one"):
+        fit_operating_point(train, target=0.9, budget=1.0)
+    with pytest.raises(ValueError, match="budget"):
+        fit_operating_point(train, budget=float("nan"))

@@ -227,8 +227,19 @@ def fit_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="Policy file to write.")],
     policy: Annotated[str, typer.Option(help="auto (the best family on held-out train "
                                         "folds), threshold, dp or seed_heuristic.")] = "auto",
-    lam: Annotated[float, typer.Option("--lambda", help="Price of one unit of cost in "
-                                       "quality (λ ≥ 0).")] = 0.0,
+    lam: Annotated[float | None, typer.Option("--lambda", help="Price of one unit of cost "
+                                              "in quality (λ ≥ 0; default 0).")] = None,
+    target_quality: Annotated[float | None, typer.Option(help="Instead of λ: the cheapest "
+                              "auto policy certified to reach this fraction of the best "
+                              "model's quality (e.g. 0.98), or this accuracy with "
+                              "--absolute.")] = None,
+    absolute: Annotated[bool, typer.Option(help="--target-quality is an absolute "
+                                           "accuracy.")] = False,
+    budget: Annotated[float | None, typer.Option(help="Instead of λ: the most accurate auto "
+                                                 "policy certified to cost at most this "
+                                                 "per query on average.")] = None,
+    delta: Annotated[float, typer.Option(help="Risk of a target or budget promise failing "
+                                         "(δ).")] = 0.1,
     chain: Annotated[str | None, typer.Option(help="Comma-separated models to climb, in "
                                               "order (default: best chain on the log).")]
     = None,
@@ -249,7 +260,7 @@ def fit_command(
     """Fit one cascade policy on a run log for a trade-off λ and save it for the runtime."""
     _check_format(format)
     from ladder.evaluate.split import pooled_training
-    from ladder.fit import fit_policy
+    from ladder.fit import fit_operating_point, fit_policy
     from ladder.policies.persist import save_policy
     from ladder.runtime import policy_chain
 
@@ -267,19 +278,34 @@ def fit_command(
             table = table.rows(table.split == split)
         console.print(f"fitting on {'every row' if split == ALL_ROWS else f'the {split} split'}"
                       f" ({table.n} queries)")
+        operating = target_quality is not None or budget is not None
+        if operating and (lam is not None or policy != "auto" or chain is not None):
+            raise RunLogError("--target-quality and --budget choose λ for the auto policy: "
+                              "give neither --lambda, --policy nor --chain with them")
         with _bar() as bar:
             bar.add_task(f"fitting {policy} on {table.n} queries", total=None)
             pooled = (pooled_training(QueryTable.from_runlog(df, models=_names(models)), table,
                                       benchmark) if pool else None)
-            fitted = fit_policy(table, policy, lam, _names(chain), max_stages, predictor,
-                                pooled)
+            point = None
+            if operating:
+                fitted, point = fit_operating_point(
+                    table, target=target_quality, budget=budget, absolute=absolute,
+                    delta=delta, max_stages=max_stages, predictor=predictor, pool=pooled)
+                lam = getattr(fitted, "lam", 0.0)
+            else:
+                lam = 0.0 if lam is None else lam
+                fitted = fit_policy(table, policy, lam, _names(chain), max_stages, predictor,
+                                    pooled)
     except (RunLogError, ValueError) as error:
         raise _fail(str(error)) from None
     save_policy(fitted, output)
+    if point is not None:
+        console.print(f"promise: {point.promise}; on the training queries (held out) quality "
+                      f"{point.quality:.4f}, mean cost {point.cost:.4g}")
     detail = ""
     if hasattr(fitted, "thresholds_"):
         detail = "; thresholds " + ", ".join(f"{t:.3f}" for t in fitted.thresholds_)
-    console.print(f"{policy} at λ = {lam:g} on {table.n} queries: {fitted.family}, chain "
+    console.print(f"{policy} at λ = {lam:.4g} on {table.n} queries: {fitted.family}, chain "
                   f"{' → '.join(policy_chain(fitted))}{detail}; held-out J_λ on the training "
                   f"log {getattr(fitted, 'train_objective_', float('nan')):.4f}")
     console.print(f"wrote {output}")

@@ -7,9 +7,18 @@ from collections.abc import Sequence
 
 from sklearn.base import BaseEstimator
 
-from ladder.policies.auto import AutoCascade
+from ladder.evaluate.experiment import lambda_grid
+from ladder.evaluate.sweep import sweep
+from ladder.policies.auto import AutoCascade, fixed_outcome
+from ladder.policies.baselines import FixedModel
 from ladder.policies.chains import BestChain
 from ladder.policies.dp import DPCascade
+from ladder.policies.operating import (
+    Candidates,
+    OperatingPoint,
+    choose_by_budget,
+    choose_by_quality,
+)
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
 from ladder.policies.threshold import ThresholdCascade
@@ -84,3 +93,42 @@ def fit_policy(table: QueryTable, policy: str = "auto", lam: float = 0.0,
         return POLICIES[policy](None if chain is None else list(chain), lam,
                                 predictor=predictor).fit(table, cache)
     return BestChain(policy, lam, max_stages, predictor=predictor).fit(table, cache).policy_
+
+
+def fit_operating_point(table: QueryTable, *, target: float | None = None,
+                        budget: float | None = None, absolute: bool = False,
+                        delta: float = 0.1, n_lambdas: int = 20, max_stages: int = 3,
+                        predictor: str = "logistic", pool: QueryTable | None = None,
+                        ) -> tuple[BaseEstimator, OperatingPoint]:
+    """The cheapest `auto` policy (or single model) certified on `table` to reach a quality
+    target — `target` × the best model's quality, or an absolute accuracy when `absolute`
+    — or the most accurate one whose mean cost stays within `budget`, each with
+    probability ≥ 1 − δ (Learn-then-Test on cross-fitted held-out outcomes, theory.md
+    §10). Users think in targets and budgets; this finds the λ."""
+    if (target is None) == (budget is None):
+        raise ValueError("give exactly one of a quality target and a budget")
+    if target is not None and not (0 < target <= 1):
+        raise ValueError(f"the quality target must lie in (0, 1], got {target}")
+    if budget is not None and not (math.isfinite(budget) and budget >= 0):
+        raise ValueError(f"the budget must be a finite mean cost ≥ 0, got {budget}")
+    if not 0 < delta < 1:
+        raise ValueError(f"δ must lie in (0, 1), got {delta}")
+    table = table.by_cost()
+    cache = PredictorCache(table, predictor,
+                           pool=None if pool is None else pool.select_models(table.models))
+    lambdas = lambda_grid(table, n_lambdas)
+    policies: list[BaseEstimator] = [
+        fitted["auto"].policy_
+        for fitted in sweep(table, cache, lambdas, ("auto",), max_stages, predictor)]
+    judge = cache.targets(table, 1.0)
+    singles = [FixedModel(m).fit(table) for m in table.models]
+    for index, single in enumerate(singles):
+        single.held_out_ = fixed_outcome(table, cache, index)
+    candidates = [*policies, *singles]
+    calibration = Candidates.from_outcomes([p.held_out_ for p in candidates])
+    if budget is not None:
+        point = choose_by_budget(calibration, budget, delta, mixtures=None)
+    else:
+        point = choose_by_quality(calibration, target, delta, mixtures=None,
+                                  reference=None if absolute else judge)
+    return candidates[point.index], point

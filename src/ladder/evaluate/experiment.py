@@ -21,10 +21,10 @@ from ladder.evaluate.frontier import (
     upper_hull,
 )
 from ladder.evaluate.intervals import frontier_intervals
-from ladder.policies.auto import AutoCascade
+from ladder.evaluate.sweep import sweep
+from ladder.evaluate.target import quality_point
 from ladder.policies.base import Outcome, best_model
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
-from ladder.policies.chains import DP_CANDIDATES, BestChain
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
 from ladder.runlog.schema import RunLogError
@@ -186,12 +186,14 @@ def evaluate(
     progress: Callable[[str, int], None] | None = None,
     pool: QueryTable | None = None,
     n_resamples: int = 1000,
+    n_jobs: int | None = None,
 ) -> Evaluation:
     """Fit each family for every λ on `train`, replay on `test`, summarise the frontiers.
 
     pool: the training queries of several tasks (train's among them) to fit the quality
     predictors on with partial pooling (theory.md §9); tuning still uses `train` only.
     n_resamples: bootstrap resamples of the test queries for the 90% intervals (0: none).
+    n_jobs: processes fitting λ values in parallel (default: every core).
     progress(description, total) is called once per fitted policy (total = all fits).
     BLAS runs single-threaded: the fits are many and small, and two BLAS threads on a
     2-core machine shared with anything else slow them down several times.
@@ -203,7 +205,7 @@ def evaluate(
     test = test if labelled.all() else test.rows(labelled)  # unlabelled rows are never scored
     with threadpool_limits(1, "blas"):
         return _evaluate(train, test, split, families, n_lambdas, max_stages, predictor,
-                         progress, pool, n_resamples)
+                         progress, pool, n_resamples, n_jobs)
 
 
 def _evaluate(
@@ -217,6 +219,7 @@ def _evaluate(
     progress: Callable[[str, int], None] | None,
     pool: QueryTable | None = None,
     n_resamples: int = 1000,
+    n_jobs: int | None = None,
 ) -> Evaluation:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
@@ -245,22 +248,14 @@ def _evaluate(
     if "oracle" in families:
         for lam in lambdas:
             add("oracle", lam, Oracle(lam).fit(train))
-    for lam in lambdas if cascades else ():
-        # explicit data flow: dp climbs the threshold search's best chains at the same λ,
-        # auto reuses both as its label-only candidates and the random mix matches dp's cost
-        threshold = BestChain("threshold", lam, max_stages, predictor=predictor).fit(train, cache)
-        dp = BestChain("dp", lam, max_stages, chains=threshold.ranking_[:DP_CANDIDATES],
-                       predictor=predictor).fit(train, cache)
-        if "threshold" in families:
-            add("threshold", lam, threshold)
-        if "dp" in families:
-            add("dp", lam, dp)
-        if "auto" in families:
-            reuse = {("threshold", 1.0, False): threshold, ("dp", 1.0, False): dp}
-            add("auto", lam, AutoCascade(lam, max_stages, predictor=predictor)
-                .fit(train, cache, reuse))
-        if "random" in families:
-            train_cost = dp.replay(train, cache).mean_cost
+    fits = sweep(train, cache, lambdas if cascades else [], families, max_stages, predictor,
+                 n_jobs)
+    for lam, fitted in zip(lambdas if cascades else [], fits, strict=True):
+        for family in ("threshold", "dp", "auto"):
+            if family in families:
+                add(family, lam, fitted[family])
+        if "random" in families:  # no information, at the cost the dp cascade pays on train
+            train_cost = fitted["dp"].replay(train, cache).mean_cost
             add("random", lam, RandomMix(target_cost=train_cost).fit(train))
     if "seed_heuristic" in families:
         for lam in SEED_LAMBDAS:
@@ -276,6 +271,12 @@ def _evaluate(
         for family in families
     }
     comparisons: list[dict] = []
+    judge = cache.targets(train, 1.0)
+    for family in [f for f in ("threshold", "dp", "auto") if f in families]:
+        chosen = [(p, o) for p, o in zip(points, outcomes, strict=True) if p.family == family]
+        summary[family]["target_98"] = quality_point(
+            [policies[(family, p.lam)].held_out_ for p, _ in chosen], [o for _, o in chosen],
+            [f"{family} λ={p.lam:.3g}" for p, _ in chosen], judge, train, test)
     reference_cost = test.mean_cost()[best_model(test.mean_quality(), test.mean_cost())]
     if n_resamples and reference_cost > 0:  # the metrics are shares of that cost
         cis = _intervals(test, families, points, outcomes, n_resamples)

@@ -23,11 +23,11 @@ from ladder.runlog.table import QueryTable
 ALPHAS = (0.0, 0.5, 1.0)  # plug-in weights of the labels tried (1 = labels only)
 
 
-def fixed_objective(table: QueryTable, cache: PredictorCache, model: int, lam: float) -> float:
-    """J_λ of always answering with one model, judged like the cascades (labels, and p̂
-    where a label is missing); no fit is involved, so no folds are needed."""
-    judge = cache.targets(table, 1.0)[:, model]
-    return float(judge.mean() - lam * table.cost[:, model].mean())
+def fixed_outcome(table: QueryTable, cache: PredictorCache, model: int) -> Outcome:
+    """Always answering with one model, judged like the cascades (labels, and p̂ where a
+    label is missing); no fit is involved, so it needs no folds to be held out."""
+    index = np.full(table.n, model)
+    return Outcome(index, index, cache.targets(table, 1.0)[:, model], table.cost[:, model])
 
 
 class AutoCascade(BaseEstimator):
@@ -69,9 +69,10 @@ class AutoCascade(BaseEstimator):
         predicted = cache.targets(table, 0.0).mean(axis=0)
         top = best_model(predicted, table.mean_cost())
         single = FixedModel(table.models[top]).fit(table)
+        single.held_out_ = fixed_outcome(table, cache, top)
         candidates: list[tuple[float, dict, BaseEstimator]] = [(
-            fixed_objective(table, cache, top, self.lam),
-            {"kind": "fixed", "chain": [table.models[top]]}, single,
+            single.held_out_.objective(self.lam), {"kind": "fixed", "chain": [table.models[top]]},
+            single,
         )]
         for (kind, alpha, vote), policy in fitted.items():
             choice = {"kind": kind, "alpha": alpha, "vote": vote, "chain": list(policy.chain_)}
@@ -87,6 +88,7 @@ class AutoCascade(BaseEstimator):
         self.train_objective_, self.choice_, self.policy_ = candidates[winner]
         self.candidates_ = [{**c[1], "objective": float(c[0])} for c in candidates]
         self.chain_ = tuple(self.choice_["chain"])
+        self.held_out_ = self.policy_.held_out_
         return self
 
     def replay(self, table: QueryTable, cache: PredictorCache | None = None) -> Outcome:

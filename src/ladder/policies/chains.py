@@ -89,6 +89,7 @@ class BestChain(BaseEstimator):
         self.policy_ = fitted[0]
         self.chain_ = self.policy_.chain_
         self.train_objective_ = self.policy_.train_objective_
+        self.held_out_ = self.policy_.held_out_
         return self
 
     def replay(self, table: QueryTable, cache: PredictorCache | None = None) -> Outcome:

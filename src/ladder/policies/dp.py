@@ -103,9 +103,9 @@ class DPCascade(ChainPolicy, BaseEstimator):
             models = self._backward(bases, stop_value, realized_stop, cost, train_rows)
             for i in range(r - 1):
                 continuation[held, i] = models[i].predict(bases[i][held])
-        held_out = run_cascade(table, chain, stop_value >= continuation, returned,
-                               quality=cache.targets(table, 1.0))
-        self.train_objective_ = held_out.objective(self.lam)
+        self.held_out_ = run_cascade(table, chain, stop_value >= continuation, returned,
+                                     quality=cache.targets(table, 1.0))
+        self.train_objective_ = self.held_out_.objective(self.lam)
         return self
 
     def _backward(self, bases: list[np.ndarray], stop_value: np.ndarray,

@@ -44,6 +44,7 @@ TRUSTED_TYPES = frozenset({
 
 
 TUPLES = ("chain_", "models_", "inputs_")  # saved as JSON lists, restored as tuples
+TRAINING_ONLY = ("held_out_",)  # how the fit did on its training folds: not deployed
 
 
 class PolicyFileError(ValueError):
@@ -94,7 +95,8 @@ def save_policy(policy: BaseEstimator, path: str | Path) -> Path:
     """Write a fitted policy (a BestChain or auto is saved as the policy it chose)."""
     while isinstance(policy, BestChain | AutoCascade):
         policy = policy.policy_
-    fitted = {k: v for k, v in vars(policy).items() if k.endswith("_") and not k.startswith("_")}
+    fitted = {k: v for k, v in vars(policy).items()
+              if k.endswith("_") and not k.startswith("_") and k not in TRAINING_ONLY}
     if not fitted:
         raise ValueError("the policy is not fitted; call fit() first")
     document = {

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ladder.policies.base import held_out_folds, resolve_chain
+from ladder.policies.base import held_out_folds, resolve_chain, run_cascade
 from ladder.policies.stages import ChainPolicy, PredictorCache, answer_codes
 from ladder.runlog.table import QueryTable
 
@@ -135,12 +135,16 @@ class ThresholdCascade(ThresholdRule, BaseEstimator):
         judge = cache.targets(table, 1.0)  # labels, and p̂ where a label is missing
         judged = stage_rewards(table, chain, self.lam, judge, returned)
         self.thresholds_ = fit_thresholds(scores, rewards)
-        # J_λ of thresholds judged on held-out folds, so a chain search is not won in-sample
-        held_value = np.empty(table.n)
+        # judged on held-out folds, so a chain search is not won in-sample; the per-query
+        # held-out outcome is also what an operating point is certified on (theory.md §10)
+        stage = np.empty(table.n, dtype=int)
         for fit_rows, held in held_out_folds(table.n):
             thresholds = fit_thresholds(scores[fit_rows], rewards[fit_rows])
-            held_value[held] = judged[held, _follow(scores[held], thresholds, 0)]
-        self.train_objective_ = float(held_value.mean())
+            stage[held] = _follow(scores[held], thresholds, 0)
+        stop = np.zeros_like(scores, dtype=bool)
+        stop[np.arange(table.n), stage] = True
+        self.held_out_ = run_cascade(table, chain, stop, returned, quality=judge)
+        self.train_objective_ = self.held_out_.objective(self.lam)
         self.shadow_prices_ = shadow_prices(
             scores, judged + self.lam * np.cumsum(table.cost[:, chain], axis=1),
             np.cumsum(table.cost[:, chain], axis=1), self.thresholds_,
