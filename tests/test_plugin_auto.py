@@ -171,3 +171,18 @@ def test_fit_operating_point_by_target_and_budget() -> None:
         fit_operating_point(train, target=0.9, budget=1.0)
     with pytest.raises(ValueError, match="budget"):
         fit_operating_point(train, budget=float("nan"))
+
+
+def test_stability_refits_on_subsamples_of_train() -> None:
+    from ladder.report import stability_section
+
+    train, test = noisy_log(100, 11), noisy_log(100, 12)
+    evaluation = evaluate(train, test, families=("fixed", "threshold"), n_lambdas=3,
+                          max_stages=2, n_resamples=0, n_refits=2)
+    result = evaluation.summary["threshold"]["stability"]
+    assert result["refits"] == 2 and result["subsample"] == 0.8
+    assert 0 <= result["reached_98"] <= 2 and 0 <= result["target_98_met"] <= 2
+    assert evaluation.summary["fixed"]["stability"]["target_98_met"] is None
+    # a single model always reaches its own quality: cost@98% of the fixed family exists
+    assert evaluation.summary["fixed"]["stability"]["reached_98"] == 2
+    assert "## Stability" in "\n".join(stability_section(evaluation))

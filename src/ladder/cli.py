@@ -118,6 +118,9 @@ def evaluate_command(
                                        "training queries with partial pooling.")] = False,
     intervals: Annotated[bool, typer.Option(help="Bootstrap 90% intervals (1,000 resamples "
                                             "of the test queries).")] = True,
+    stability: Annotated[int, typer.Option(help="Also refit every family on this many 80% "
+                                           "subsamples of train (e.g. 10; each costs about "
+                                           "one evaluation).")] = 0,
 ) -> None:
     """Fit every policy family over a λ sweep on the train split and judge it on test."""
     _check_format(format)
@@ -128,6 +131,8 @@ def evaluate_command(
 
     if predictor not in KINDS:
         raise _fail(f"unknown predictor '{predictor}'; choose one of {', '.join(KINDS)}")
+    if stability < 0:
+        raise _fail("--stability must be 0 (off) or a number of refits")
     if max_stages < 1 or lambdas < 1:
         raise _fail("--max-stages and --lambdas must be at least 1")
     if lambdas > MAX_LAMBDAS:
@@ -159,7 +164,8 @@ def evaluate_command(
         try:
             evaluation = evaluate(train, test, split=how, n_lambdas=lambdas,
                                   max_stages=max_stages, predictor=predictor, progress=advance,
-                                  pool=pooled, n_resamples=1000 if intervals else 0)
+                                  pool=pooled, n_resamples=1000 if intervals else 0,
+                                  n_refits=stability)
         except RunLogError as error:
             raise _fail(str(error)) from None
     out = Console() if sys.stdout.isatty() else Console(width=140)

@@ -288,6 +288,23 @@ def interval_section(evaluation: Evaluation) -> list[str]:
     return out
 
 
+def stability_section(evaluation: Evaluation) -> list[str]:
+    """How the families fare when refitted on subsamples of train: a fit on ~300 queries
+    is noisy, and one fit's frontier can be luck."""
+    stable = [(f, st) for f, s in evaluation.summary.items() if (st := s.get("stability"))]
+    if not stable:
+        return []
+    first = stable[0][1]
+    rows = [[f, f"{st['reached_98']} / {st['refits']}", fmt(st["median_cost_at_98"]),
+             DASH if st["target_98_met"] is None else f"{st['target_98_met']} / {st['refits']}"]
+            for f, st in stable]
+    return ["## Stability (refits on subsamples of train)", "",
+            f"Every family refitted on {first['refits']} seeded {first['subsample']:.0%} "
+            "subsamples of the training split, each replayed on the same test split.", "",
+            markdown_table(["family", "reach 98%", "median cost@98% (those reaching)",
+                            "98% target met on test"], rows), ""]
+
+
 def target_section(evaluation: Evaluation) -> list[str]:
     """The operating point each family certifies on train for 98% of the best model,
     replayed on test (theory.md §10): what a deployer gets without looking at test."""
@@ -330,6 +347,7 @@ def write_report(evaluation: Evaluation, directory: Path, title: str = "ladder e
         "## Policy families (test)", "", format_summary_table(evaluation), "", METRIC_NOTES, "",
     ]
     out += interval_section(evaluation)
+    out += stability_section(evaluation)
     out += target_section(evaluation)
     mixes = [line for f in evaluation.summary if (line := _mix_line(evaluation, f))]
     if mixes:

@@ -21,6 +21,7 @@ from ladder.evaluate.frontier import (
     upper_hull,
 )
 from ladder.evaluate.intervals import frontier_intervals
+from ladder.evaluate.stability import refit_subsamples
 from ladder.evaluate.sweep import sweep
 from ladder.evaluate.target import quality_point
 from ladder.policies.base import Outcome, best_model
@@ -187,6 +188,7 @@ def evaluate(
     pool: QueryTable | None = None,
     n_resamples: int = 1000,
     n_jobs: int | None = None,
+    n_refits: int = 0,
 ) -> Evaluation:
     """Fit each family for every λ on `train`, replay on `test`, summarise the frontiers.
 
@@ -194,6 +196,7 @@ def evaluate(
     predictors on with partial pooling (theory.md §9); tuning still uses `train` only.
     n_resamples: bootstrap resamples of the test queries for the 90% intervals (0: none).
     n_jobs: processes fitting λ values in parallel (default: every core).
+    n_refits: refits on subsamples of train for the stability check (0: none).
     progress(description, total) is called once per fitted policy (total = all fits).
     BLAS runs single-threaded: the fits are many and small, and two BLAS threads on a
     2-core machine shared with anything else slow them down several times.
@@ -204,8 +207,15 @@ def evaluate(
                           "quality); label some, or evaluate on another split", "quality")
     test = test if labelled.all() else test.rows(labelled)  # unlabelled rows are never scored
     with threadpool_limits(1, "blas"):
-        return _evaluate(train, test, split, families, n_lambdas, max_stages, predictor,
-                         progress, pool, n_resamples, n_jobs)
+        evaluation = _evaluate(train, test, split, families, n_lambdas, max_stages, predictor,
+                               progress, pool, n_resamples, n_jobs)
+    if n_refits:
+        refits = refit_subsamples(evaluate, train, test, families, n_refits, pool,
+                                  n_lambdas=n_lambdas, max_stages=max_stages,
+                                  predictor=predictor, n_jobs=n_jobs)
+        for family, result in refits.items():
+            evaluation.summary[family]["stability"] = result
+    return evaluation
 
 
 def _evaluate(

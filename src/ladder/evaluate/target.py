@@ -47,7 +47,8 @@ def quality_point(held_out: Sequence[Outcome], on_test: Sequence[Outcome], names
         "fallback": point.fallback, "chosen": labels[point.index],
         "train_quality": point.quality, "train_cost": point.cost,
         "test_quality": quality, "test_cost": cost,
-        "test_cost_share": cost / test.mean_cost()[best] if test.mean_cost()[best] > 0 else None,
+        "test_cost_share": (float(cost / test.mean_cost()[best])
+                            if test.mean_cost()[best] > 0 else None),
         "test_target": fraction * float(test.mean_quality()[best]),
         "met": bool(quality >= fraction * test.mean_quality()[best]),
     }
