@@ -19,8 +19,7 @@ from dataclasses import replace
 import numpy as np
 
 from _common import CHAIN, LAM, fitted_policies, machine
-from ladder.policies.base import resolve_chain, run_cascade
-from ladder.policies.dp import _stop_values
+from ladder.policies.base import resolve_chain
 from ladder.policies.stages import chain_scores
 from ladder.runlog.table import QueryTable
 from ladder.signals import stage_features
@@ -67,13 +66,10 @@ def main() -> None:
     chain = resolve_chain(big, CHAIN)
 
     def thr_all_stages() -> object:
-        return run_cascade(big, chain, chain_scores(big, chain, thr.predictors_) >= thr.thresholds_)
+        return thr._outcome(big, chain, chain_scores(big, chain, thr.predictors_))
 
     def dp_all_stages() -> object:
-        scores = chain_scores(big, chain, dp.predictors_)
-        stop_value, returned = _stop_values(scores, dp.best_so_far)
-        stop = stop_value >= dp.continuation_values(big, chain, scores)
-        return run_cascade(big, chain, stop, returned)
+        return dp._outcome(big, chain, chain_scores(big, chain, dp.predictors_))
 
     thr_total, dp_total = "threshold: replay (total)", "dp: replay (total)"
     rows: list[tuple[str, Callable[[], object]]] = [

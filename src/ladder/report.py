@@ -84,6 +84,10 @@ def _describe(point: PolicyPoint | None) -> str:
     """A chain as 'a → b'; policies without a chain (oracle, random) by their model shares."""
     if point is None:
         return DASH
+    if point.choice:  # auto: which family and options it chose at this λ
+        options = "" if point.choice["kind"] == "fixed" else (
+            f" α={point.choice['alpha']:g}" + (" vote" if point.choice["vote"] else ""))
+        return f"{point.choice['kind']}{options}: " + " → ".join(point.chain)
     if point.chain:
         return " → ".join(point.chain)
     if point.family == "oracle":

@@ -5,6 +5,7 @@ The classes live in the submodules; this package only re-exports them so that
 (persist imports the classes from their own modules), so this adds no import cycle.
 """
 
+from ladder.policies.auto import AutoCascade
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
 from ladder.policies.chains import BestChain
 from ladder.policies.dp import DPCascade
@@ -13,6 +14,7 @@ from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.threshold import ThresholdCascade
 
 __all__ = [
+    "AutoCascade",
     "BestChain",
     "DPCascade",
     "FixedModel",
