@@ -186,3 +186,16 @@ def test_stability_refits_on_subsamples_of_train() -> None:
     # a single model always reaches its own quality: cost@98% of the fixed family exists
     assert evaluation.summary["fixed"]["stability"]["reached_98"] == 2
     assert "## Stability" in "\n".join(stability_section(evaluation))
+
+
+def test_parallel_sweep_equals_sequential() -> None:
+    # workers get a copy of the fitted predictors: their out-of-fold scores must be the ones
+    # used, exactly as in this process
+    train, test = noisy_log(120, 13), noisy_log(80, 14)
+    kwargs = {"families": ("fixed", "threshold", "dp", "auto"), "n_lambdas": 3,
+              "max_stages": 2, "n_resamples": 0}
+    one, two = evaluate(train, test, n_jobs=1, **kwargs), evaluate(train, test, n_jobs=2,
+                                                                      **kwargs)
+    for a, b in zip(one.points, two.points, strict=True):
+        assert (a.family, a.lam, a.chain, a.choice) == (b.family, b.lam, b.chain, b.choice)
+        assert (a.cost, a.quality, a.train_quality) == (b.cost, b.quality, b.train_quality)

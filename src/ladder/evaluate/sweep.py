@@ -23,10 +23,12 @@ from ladder.runlog.table import QueryTable
 CASCADES = ("threshold", "dp", "auto")
 
 
-def fit_at(lam: float, train: QueryTable, cache: PredictorCache, families: Sequence[str],
-           max_stages: int, predictor: str) -> dict[str, BaseEstimator]:
-    """The cascade families at one λ. Explicit data flow: dp climbs the threshold search's
-    best chains, and auto reuses both as its label-only candidates."""
+def fit_at(lam: float, cache: PredictorCache, families: Sequence[str], max_stages: int,
+           predictor: str) -> dict[str, BaseEstimator]:
+    """The cascade families at one λ, on the cache's training table (the very object its
+    out-of-fold scores belong to, also after a trip to a worker process). Explicit data
+    flow: dp climbs the threshold search's best chains, auto reuses both."""
+    train = cache.train
     with threadpool_limits(1, "blas"):
         threshold = BestChain("threshold", lam, max_stages, predictor=predictor).fit(train, cache)
         dp = BestChain("dp", lam, max_stages, chains=threshold.ranking_[:DP_CANDIDATES],
@@ -52,8 +54,8 @@ def sweep(train: QueryTable, cache: PredictorCache, lambdas: Sequence[float],
     every core, at most one per λ); done(λ) is called as each λ finishes."""
     prefit(train, cache, max_stages)
     jobs = min(n_jobs or os.cpu_count() or 1, len(lambdas))
-    tasks = (delayed(fit_at)(lam, train, cache, families, max_stages, predictor)
-             for lam in lambdas)
+    shared = cache.fitted_only() if jobs > 1 else cache  # the caller goes on using `cache`
+    tasks = (delayed(fit_at)(lam, shared, families, max_stages, predictor) for lam in lambdas)
     results = (Parallel(n_jobs=jobs, return_as="generator")(tasks) if jobs > 1
                else (task[0](*task[1], **task[2]) for task in tasks))
     for lam, fitted in zip(lambdas, results, strict=True):

@@ -79,6 +79,15 @@ class PredictorCache:
             columns.append(self._scores[cache_key])
         return np.column_stack(columns)
 
+    def fitted_only(self) -> PredictorCache:
+        """A copy holding just the fitted predictors (and the pooling strength), for worker
+        processes: the score caches are keyed by object ids, which mean nothing in another
+        process, and this copy is not changed while it is being sent."""
+        copy = PredictorCache(self.train, self.kind, self.random_state, self.pool,
+                              self.strength())
+        copy._fitted = dict(self._fitted)
+        return copy
+
     def predictors(self, chain: Sequence[int]) -> list[QualityPredictor]:
         return [self.predictor(chain[: i + 1]) for i in range(len(chain))]
 
