@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -171,8 +172,7 @@ def _apply_calibrator(calibrator: BaseEstimator | None, raw: np.ndarray) -> np.n
         return raw
     if isinstance(calibrator, IsotonicRegression):
         return np.interp(raw, calibrator.X_thresholds_, calibrator.y_thresholds_)
-    z = calibrator.coef_[0, 0] * _logit(raw) + calibrator.intercept_[0]
-    return 1.0 / (1.0 + np.exp(-z))
+    return expit(calibrator.coef_[0, 0] * _logit(raw) + calibrator.intercept_[0])
 
 
 class QualityPredictor(BaseEstimator):
@@ -272,7 +272,7 @@ class QualityPredictor(BaseEstimator):
         """Expected quality in [0, 1] for each row; `groups`: the rows' tasks (pooled only)."""
         X = np.asarray(X, dtype=float)
         if self._compiled is not None:
-            scores = 1.0 / (1.0 + np.exp(-self._compiled.decision(X)))
+            scores = expit(self._compiled.decision(X))
         else:
             scores = _scores(self.model_, self._inputs(X, groups))
         return _apply_calibrator(self.calibrator_, scores)
