@@ -44,10 +44,11 @@ class FitClock:
     def __enter__(self) -> FitClock:
         original, clock = self._original, self
 
-        def timed(predictor: QualityPredictor, X: object, y: object) -> QualityPredictor:
+        def timed(predictor: QualityPredictor, X: object, y: object,
+                  groups: object = None) -> QualityPredictor:
             t0 = time.perf_counter()
             try:
-                return original(predictor, X, y)
+                return original(predictor, X, y, groups)
             finally:
                 clock.calls += 1
                 clock.seconds += time.perf_counter() - t0
@@ -77,8 +78,11 @@ def library(data: Path, blas_threads: int | None) -> dict[str, float]:
     steps = {"load_runlog (read + convert + validate)": t1 - t0,
              "QueryTable.from_runlog(benchmark='mmlu')": t2 - t1, "split_table": t3 - t2}
     previous = t3
+    swept = ("threshold", "dp", "auto", "random")  # fitted together per λ, in parallel
     for family, stamp in marks:
-        name = f"evaluate: fit + replay '{family}' ({sum(m[0] == family for m in marks)} λ)"
+        name = (f"evaluate: predictors + λ sweep of {', '.join(swept)} (joblib) + replays"
+                if family in swept else
+                f"evaluate: fit + replay '{family}' ({sum(m[0] == family for m in marks)} λ)")
         steps[name] = steps.get(name, 0.0) + stamp - previous
         previous = stamp
     steps["evaluate: summaries + predictor report"] = t4 - previous

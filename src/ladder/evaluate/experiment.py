@@ -300,7 +300,8 @@ def _evaluate(
     )
 
 
-COMPARISONS = (("auto", "threshold"), ("auto", "fixed"), ("dp", "threshold"))
+COMPARISONS = (("auto", "threshold"), ("auto", "dp"), ("auto", "seed_heuristic"),
+               ("auto", "fixed"), ("dp", "threshold"))
 
 
 def _intervals(test: QueryTable, families: Sequence[str], points: Sequence[PolicyPoint],
