@@ -165,8 +165,12 @@ def test_fit_operating_point_by_target_and_budget() -> None:
     policy, point = fit_operating_point(train, target=0.9, n_lambdas=4, max_stages=2)
     assert point.mode == "quality" and point.relative and point.level == 0.9
     assert point.fallback or point.p_value <= 0.1
+    # the policy returned is the certified one: its held-out outcome is the point's
+    assert policy.held_out_.mean_quality == pytest.approx(point.quality)
+    assert policy.held_out_.mean_cost == pytest.approx(point.cost)
     cheap, tight = fit_operating_point(train, budget=1.5, n_lambdas=4, max_stages=2)
     assert tight.mode == "budget" and (tight.fallback or tight.cost <= 1.5 + 1e-9)
+    assert cheap.held_out_.mean_cost == pytest.approx(tight.cost)
     with pytest.raises(ValueError, match="exactly one"):
         fit_operating_point(train, target=0.9, budget=1.0)
     with pytest.raises(ValueError, match="budget"):
