@@ -8,6 +8,7 @@ prefix), so predictors are cached by prefix: a search over many chains and many
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from copy import deepcopy
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -80,13 +81,14 @@ class PredictorCache:
         return np.column_stack(columns)
 
     def fitted_only(self) -> PredictorCache:
-        """A copy holding just the fitted predictors (and the pooling strength), for worker
-        processes: the score caches are keyed by object ids, which mean nothing in another
-        process, and this copy is not changed while it is being sent."""
+        """An independent deep copy holding just the fitted predictors (and the pooling
+        strength), for worker processes: the score caches are keyed by object ids, which
+        mean nothing in another process, and nothing this process does next (a predictor
+        building its numpy fast path on first use, say) can change it while it is sent."""
         copy = PredictorCache(self.train, self.kind, self.random_state, self.pool,
                               self.strength())
-        copy._fitted = dict(self._fitted)
-        return copy
+        copy._fitted = self._fitted
+        return deepcopy(copy)
 
     def predictors(self, chain: Sequence[int]) -> list[QualityPredictor]:
         return [self.predictor(chain[: i + 1]) for i in range(len(chain))]
