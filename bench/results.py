@@ -45,6 +45,11 @@ def _ci(summary: dict, key: str) -> str:
     return f"{_f(summary[key])} [{ends}]"
 
 
+def _spread(values: list[float]) -> str:
+    """'mean [min, max]' of per-seed figures."""
+    return f"{np.mean(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
+
+
 def _family_rows(summary: dict) -> list[str]:
     rows = ["| family | AIQ [90% CI] | cost@98% [90% CI] | reached 98% | cost@100% | "
             "gap closure@98% | max quality |", "|---|---|---|---|---|---|---|"]
@@ -96,8 +101,7 @@ def main() -> int:
     ]
     verdicts: list[tuple[str, bool]] = []
     for bench in BENCHMARKS:
-        table = QueryTable.from_runlog(log, benchmark=bench)
-        train, test, how = split_table(table)
+        train, test, how = split_table(QueryTable.from_runlog(log, benchmark=bench))
         runs = {}
         for label, pool, refits in (("per-benchmark", None, 0),
                                     ("pooled", pooled_training(whole, train, bench), REFITS)):
@@ -206,8 +210,7 @@ def main() -> int:
               "| benchmark | threshold AIQ | auto pooled AIQ | ratio | ≥ 1.05 |",
               "|---|---|---|---|---|"]
     for bench in BENCHMARKS:
-        table = QueryTable.from_runlog(log, benchmark=bench)
-        train, test, how = split_table(table)
+        train, test, how = split_table(QueryTable.from_runlog(log, benchmark=bench))
         ratios, plain, pooled_aiq = [], [], []
         for seed in SEEDS:
             rows = np.sort(np.random.default_rng(seed).choice(train.n, FEW, replace=False))
@@ -222,10 +225,8 @@ def main() -> int:
             ratios.append(b / a)
         ok = float(np.mean(ratios)) >= 1.05
         verdicts.append((f"{bench}: auto ≥ 1.05 × threshold AIQ at {FEW} queries", ok))
-        lines.append(f"| {bench} | {np.mean(plain):.3f} [{min(plain):.3f}, {max(plain):.3f}] | "
-                     f"{np.mean(pooled_aiq):.3f} [{min(pooled_aiq):.3f}, "
-                     f"{max(pooled_aiq):.3f}] | {np.mean(ratios):.3f} | "
-                     f"{'yes' if ok else 'no'} |")
+        lines.append(f"| {bench} | {_spread(plain)} | {_spread(pooled_aiq)} | "
+                     f"{np.mean(ratios):.3f} | {'yes' if ok else 'no'} |")
     lines += ["", f"## Unlabelled queries: {LABELLED} labels plus the signals of the rest", "",
               f"{len(SEEDS)} seeded draws of {LABELLED} labelled train queries per benchmark. "
               "'labels only': auto fitted on those alone; 'plus unlabelled': the same labels, "
@@ -235,8 +236,7 @@ def main() -> int:
               "| benchmark | labels only | plus unlabelled | mean difference |",
               "|---|---|---|---|"]
     for bench in BENCHMARKS:
-        table = QueryTable.from_runlog(log, benchmark=bench)
-        train, test, how = split_table(table)
+        train, test, how = split_table(QueryTable.from_runlog(log, benchmark=bench))
         alone, added = [], []
         for seed in SEEDS:
             labelled = np.random.default_rng(seed).choice(train.n, LABELLED, replace=False)
@@ -249,8 +249,7 @@ def main() -> int:
                          .summary["auto"]["aiq"])
             added.append(evaluate(blind, test, split=how, families=("fixed", "auto"),
                                   n_resamples=0).summary["auto"]["aiq"])
-        lines.append(f"| {bench} | {np.mean(alone):.3f} [{min(alone):.3f}, {max(alone):.3f}] | "
-                     f"{np.mean(added):.3f} [{min(added):.3f}, {max(added):.3f}] | "
+        lines.append(f"| {bench} | {_spread(alone)} | {_spread(added)} | "
                      f"{np.mean(np.subtract(added, alone)):+.3f} |")
     met = sum(ok for _, ok in verdicts)
     lines += ["", "## Summary", "", f"{met} of {len(verdicts)} targets met:", "",
