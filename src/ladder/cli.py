@@ -168,6 +168,8 @@ def evaluate_command(
                                   n_refits=stability)
         except RunLogError as error:
             raise _fail(str(error)) from None
+    for note in evaluation.notes:
+        console.print(f"[yellow]{escape(note)}[/yellow]")
     out = Console() if sys.stdout.isatty() else Console(width=140)
     out.print(_models_table(evaluation))
     out.print(_summary_table(evaluation))

@@ -29,6 +29,7 @@ STYLE = {  # family -> (colour, marker); families not listed get the default cyc
     "dp": ("tab:orange", "D"),
     "seed_heuristic": ("tab:green", "^"),
     "auto": ("tab:purple", "P"),
+    "moa": ("tab:brown", "v"),
 }
 SUMMARY_COLUMNS = [  # (summary key, header, formatter kind)
     ("aiq", "AIQ", "quality"), ("cost_at_98", "cost@98%", "ratio"),
@@ -349,6 +350,7 @@ def write_report(evaluation: Evaluation, directory: Path, title: str = "ladder e
                  fmt(m["cost"] / best["cost"] if best["cost"] > 0 else None)]
                 for m in evaluation.models]), "",
         "## Policy families (test)", "", format_summary_table(evaluation), "", METRIC_NOTES, "",
+        *[f"- {note}" for note in evaluation.notes], *([""] if evaluation.notes else []),
     ]
     out += interval_section(evaluation)
     out += stability_section(evaluation)

@@ -26,12 +26,14 @@ from ladder.evaluate.sweep import sweep
 from ladder.evaluate.target import quality_point
 from ladder.policies.base import Outcome, best_model
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
+from ladder.policies.moa import MoAUnavailable
+from ladder.policies.moa import fit_sweep as moa_sweep
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
 from ladder.runlog.schema import RunLogError
 from ladder.runlog.table import QueryTable
 
-FAMILIES = ("fixed", "random", "oracle", "threshold", "dp", "auto", "seed_heuristic")
+FAMILIES = ("fixed", "random", "oracle", "threshold", "dp", "auto", "seed_heuristic", "moa")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Evaluation:
     policies: dict[tuple[str, float], BaseEstimator] = field(default_factory=dict, repr=False)
     outcomes: list[Outcome] = field(default_factory=list, repr=False)  # per point, on test
     comparisons: list[dict] = field(default_factory=list)  # paired bootstrap differences
+    notes: list[str] = field(default_factory=list)  # families skipped, and why
 
     def family_points(self, family: str) -> list[PolicyPoint]:
         return [p for p in self.points if p.family == family]
@@ -238,7 +241,7 @@ def _evaluate(
     lambdas = lambda_grid(train, n_lambdas)
     cascades = {"threshold", "dp", "auto", "random"} & set(families)
     total = (len(train.models) * ("fixed" in families) + len(lambdas) * len(cascades)
-             + len(lambdas) * ("oracle" in families)
+             + len(lambdas) * ("oracle" in families) + len(lambdas) * ("moa" in families)
              + len(SEED_LAMBDAS) * ("seed_heuristic" in families))
     points: list[PolicyPoint] = []
     outcomes: list[Outcome] = []
@@ -267,6 +270,14 @@ def _evaluate(
         if "random" in families:  # no information, at the cost the dp cascade pays on train
             train_cost = fitted["dp"].replay(train, cache).mean_cost
             add("random", lam, RandomMix(target_cost=train_cost).fit(train))
+    notes: list[str] = []
+    if "moa" in families:
+        try:
+            for lam, policy in zip(lambdas, moa_sweep(train, lambdas), strict=True):
+                add("moa", lam, policy)
+        except MoAUnavailable as why:
+            notes.append(f"moa skipped: {why}")
+            families = tuple(f for f in families if f != "moa")
     if "seed_heuristic" in families:
         for lam in SEED_LAMBDAS:
             add("seed_heuristic", lam, SeedHeuristic(None, lam, predictor=predictor)
@@ -282,10 +293,11 @@ def _evaluate(
     }
     comparisons: list[dict] = []
     judge = cache.targets(train, 1.0)
-    for family in [f for f in ("threshold", "dp", "auto") if f in families]:
+    for family in [f for f in ("threshold", "dp", "auto", "moa") if f in families]:
         chosen = [(p, o) for p, o in zip(points, outcomes, strict=True) if p.family == family]
         summary[family]["target_98"] = quality_point(
-            [policies[(family, p.lam)].held_out_ for p, _ in chosen], [o for _, o in chosen],
+            [_held_out(policies[(family, p.lam)], judge) for p, _ in chosen],
+            [o for _, o in chosen],
             [f"{family} λ={p.lam:.3g}" for p, _ in chosen], judge, train, test)
     reference_cost = test.mean_cost()[best_model(test.mean_quality(), test.mean_cost())]
     if n_resamples and reference_cost > 0:  # the metrics are shares of that cost
@@ -296,12 +308,22 @@ def _evaluate(
     return Evaluation(
         n_train=train.n, n_test=test.n, dropped=train.dropped, split=split, models=models,
         points=points, summary=summary, predictors=_predictor_report(train, test, cache),
-        policies=policies, outcomes=outcomes, comparisons=comparisons,
+        policies=policies, outcomes=outcomes, comparisons=comparisons, notes=notes,
     )
 
 
+def _held_out(policy: BaseEstimator, judge: np.ndarray) -> Outcome:
+    """A policy's held-out training outcome; moa's (scored on raw labels) rescored by the
+    judge the cascades use (labels, p̂ where a label is missing)."""
+    outcome = policy.held_out_
+    if policy.family != "moa":
+        return outcome
+    quality = judge[np.arange(len(outcome.chosen)), outcome.chosen]
+    return Outcome(outcome.chosen, outcome.last_run, quality, outcome.cost)
+
+
 COMPARISONS = (("auto", "threshold"), ("auto", "dp"), ("auto", "seed_heuristic"),
-               ("auto", "fixed"), ("dp", "threshold"))
+               ("auto", "fixed"), ("dp", "threshold"), ("moa", "auto"))
 
 
 def _intervals(test: QueryTable, families: Sequence[str], points: Sequence[PolicyPoint],
@@ -337,4 +359,5 @@ def to_json(evaluation: Evaluation) -> dict:
         "summary": evaluation.summary,
         "comparisons": evaluation.comparisons,
         "predictors": evaluation.predictors,
+        "notes": evaluation.notes,
     }

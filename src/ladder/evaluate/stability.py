@@ -34,6 +34,8 @@ def refit_subsamples(evaluate: Callable[..., object], train: QueryTable, test: Q
         refit = evaluate(sub, test, families=families, pool=sub_pool, n_resamples=0,
                          n_refits=0, **settings)
         for family in families:
+            if family not in refit.summary:  # skipped on this subsample (moa: no cheap layer)
+                continue
             summary = refit.summary[family]
             if summary["cost_at_98"] is not None:
                 reached[family].append(summary["cost_at_98"])
@@ -42,7 +44,8 @@ def refit_subsamples(evaluate: Callable[..., object], train: QueryTable, test: Q
         family: {
             "refits": n_refits, "subsample": SUBSAMPLE, "reached_98": len(reached[family]),
             "median_cost_at_98": float(np.median(reached[family])) if reached[family] else None,
-            "target_98_met": met[family] if family in ("threshold", "dp", "auto") else None,
+            "target_98_met": met[family] if family in ("threshold", "dp", "auto", "moa")
+            else None,
         }
         for family in families
     }

@@ -20,11 +20,13 @@ from ladder.policies.auto import AutoCascade
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
 from ladder.policies.chains import BestChain
 from ladder.policies.dp import DPCascade
+from ladder.policies.moa import PyramidMoA
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.threshold import ThresholdCascade
 
 FORMAT = "ladder-policy"
 VERSION = 2  # 2: cross-fitted calibration, plug-in α, vote, auto; margin and entropy features
+# (family "moa" added within version 2: files of the other families are unchanged)
 CLASSES: dict[str, type[BaseEstimator]] = {
     "fixed": FixedModel,
     "random": RandomMix,
@@ -32,6 +34,7 @@ CLASSES: dict[str, type[BaseEstimator]] = {
     "threshold": ThresholdCascade,
     "dp": DPCascade,
     "seed_heuristic": SeedHeuristic,
+    "moa": PyramidMoA,
 }
 # Beyond skops' own default-trusted scikit-learn types, exactly what ladder's estimators hold.
 TRUSTED_TYPES = frozenset({
@@ -43,7 +46,8 @@ TRUSTED_TYPES = frozenset({
 })
 
 
-TUPLES = ("chain_", "models_", "inputs_")  # saved as JSON lists, restored as tuples
+# saved as JSON lists, restored as tuples
+TUPLES = ("chain_", "models_", "inputs_", "layer1_", "candidates_")
 TRAINING_ONLY = ("held_out_",)  # how the fit did on its training folds: not deployed
 
 

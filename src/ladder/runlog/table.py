@@ -31,6 +31,9 @@ class QueryTable:
     signals: dict[str, np.ndarray]
     answers: np.ndarray | None = None  # int codes per query: equal code = same answer, -1 missing
     sample_share: np.ndarray | None = None
+    # (n, k, S) codes of each model's sampled answers, in `answers`' code space: -1 a failed
+    # sample, PADDING past a model's last sample (Pyramid MoA votes over them)
+    sample_codes: np.ndarray | None = None
     prompt_len: np.ndarray | None = None
     split: np.ndarray | None = None
     benchmark: np.ndarray | None = None
@@ -66,6 +69,7 @@ class QueryTable:
             signals={name: a[sel] for name, a in self.signals.items()},
             answers=take(self.answers),
             sample_share=take(self.sample_share),
+            sample_codes=take(self.sample_codes),
             prompt_len=take(self.prompt_len),
             split=take(self.split),
             benchmark=take(self.benchmark),
@@ -92,6 +96,7 @@ class QueryTable:
             signals={name: a[:, cols] for name, a in self.signals.items()},
             answers=take(self.answers),
             sample_share=take(self.sample_share),
+            sample_codes=None if self.sample_codes is None else self.sample_codes[:, cols],
             cost_ordered=False,
         )
 
@@ -177,11 +182,13 @@ class QueryTable:
             name: wide(name) if name in df.columns else np.full(quality.shape, np.nan)
             for name in SIGNAL_COLUMNS
         }
-        answers = _answer_codes(wide("answer", None)) if "answer" in df.columns else None
-        sample_share = None
+        sample_share = sample_lists = None
         if "samples" in df.columns:
             df = df.assign(_share=df["samples"].map(top_answer_share))
             sample_share = wide("_share")
+            sample_lists = wide("samples", None)
+        answers, sample_codes = _answer_codes(
+            wide("answer", None) if "answer" in df.columns else None, sample_lists)
         per_query = df.drop_duplicates("query_id").set_index("query_id").reindex(query_ids)
         prompt_len = None
         if "prompt" in df.columns:
@@ -200,6 +207,7 @@ class QueryTable:
             signals=signals,
             answers=answers,
             sample_share=sample_share,
+            sample_codes=sample_codes,
             prompt_len=prompt_len,
             split=column("split"),
             benchmark=column("benchmark"),
@@ -208,11 +216,36 @@ class QueryTable:
         )
 
 
-def _answer_codes(answers: np.ndarray) -> np.ndarray:
-    """Integer codes for answers so agreement is an integer comparison; -1 where missing."""
-    flat = pd.Series(answers.ravel()).map(lambda a: None if a is None or a != a else str(a))
+PADDING = -2  # sample_codes past a model's last sample (-1 is a sample that failed)
+
+
+def _as_list(samples: object) -> list:
+    if samples is None or (isinstance(samples, float) and np.isnan(samples)):
+        return []
+    return list(samples)
+
+
+def _answer_codes(answers: np.ndarray | None, samples: np.ndarray | None
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Integer codes for answers (n, k) and sampled answers (n, k, S), one code space, so
+    agreement within and across models is an integer comparison; -1 where missing."""
+    lists = None if samples is None else [[_as_list(c) for c in row] for row in samples]
+    width = max((len(c) for row in lists or [] for c in row), default=0)
+    values = [] if answers is None else list(answers.ravel())
+    values += [c[j] if j < len(c) else None for row in lists or [] for c in row
+               for j in range(width)]
+    flat = pd.Series(values, dtype=object).map(
+        lambda a: None if a is None or a != a else str(a))
     codes, _ = pd.factorize(flat, use_na_sentinel=True)
-    return codes.reshape(answers.shape).astype(np.int64)
+    codes = codes.astype(np.int64)
+    size = 0 if answers is None else answers.size
+    answer_codes = None if answers is None else codes[:size].reshape(answers.shape)
+    if lists is None:
+        return answer_codes, None
+    sampled = codes[size:].reshape(len(lists), len(lists[0]) if lists else 0, width)
+    lengths = np.array([[len(c) for c in row] for row in lists]).reshape(sampled.shape[:2])
+    sampled[np.arange(width)[None, None, :] >= lengths[:, :, None]] = PADDING
+    return answer_codes, sampled
 
 
 def top_answer_share(samples: object) -> float:
