@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import write_section
 from ladder.evaluate.experiment import evaluate
 from ladder.evaluate.intervals import Resamples, paired_mean_interval
 from ladder.evaluate.moa_profile import performance_profile, plot_profile, reference_points
@@ -28,7 +29,6 @@ from ladder.runlog import QueryTable, load_runlog
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "docs" / "results" / "moa"
-BEGIN, END = "<!-- moa:begin -->", "<!-- moa:end -->"
 T = 0.4
 SMALL = ["llama3.2-1b", "llama3.2-3b", "llama3.1-8b", "gpt-4o-mini"]
 # seed 004, Table 3 (t = 0.4) and §3.2.2 — the seed's claims on its own data, not ours
@@ -115,19 +115,13 @@ def main() -> int:
     (OUT / "results.json").write_text(json.dumps(document, indent=1, default=str))
     section = _section(mono, frontier, time.time() - started)
     (OUT / "section.md").write_text(section)
-    page = ROOT / "docs" / "results.md"
-    text = page.read_text()
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    page.write_text(text.rstrip("\n") + "\n")
+    write_section("moa", section)
     print(section)
     return 0
 
 
 def _section(mono: list, frontier: list, seconds: float) -> str:
-    lines = [BEGIN, "## Pyramid MoA (seed 004): monotonicity, profiles, and `moa` beside `auto`",
+    lines = ["## Pyramid MoA (seed 004): monotonicity, profiles, and `moa` beside `auto`",
              "", f"Produced by `PYTHONPATH=src .venv/bin/python bench/moa.py` ({seconds:.0f} s). "
              "Fit on train, reported on test (Zellinger: the log's split; mot-cascade-date: a "
              "seeded 50/50 split, seed 0). Layer 1 votes by majority over its members' "
@@ -199,7 +193,6 @@ def _section(mono: list, frontier: list, seconds: float) -> str:
             lines.append(f"| {name} | {n_train} / {n_test} | {family} | {cell('aiq')} | "
                          f"{cell('cost_at_98')} | {_f(reached)} | {_f(s['max_quality'])} | "
                          f"{delta} | {layers} |")
-    lines += ["", END]
     return "\n".join(lines) + "\n"
 
 

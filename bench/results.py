@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "zellinger-cascades"
 BENCHMARKS = ("mmlu", "medmcqa", "triviaqa")
@@ -254,7 +256,7 @@ def main() -> int:
     met = sum(ok for _, ok in verdicts)
     lines += ["", "## Summary", "", f"{met} of {len(verdicts)} targets met:", "",
               *(f"- {'met' if ok else 'not met'}: {name}" for name, ok in verdicts), ""]
-    (ROOT / "docs" / "results.md").write_text("\n".join(lines) + "\n")
+    write_section("decisions", "\n".join(lines))
     print("\n".join(lines))
     return 0
 

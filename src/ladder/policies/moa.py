@@ -221,9 +221,8 @@ def fit_layer(table: QueryTable, members: Sequence[str], calibration: str | None
     fail = 1.0 - table.quality[np.arange(table.n), layer_answer(table, index)]
     if np.isnan(fail).all():
         raise MoAUnavailable("no labelled training query to fit P_fail on")
-    with threadpool_limits(1):  # OpenMP threads on a few hundred rows: 50× slower, not faster
-        fits = [QualityPredictor("gbt", calibration=c, random_state=random_state).fit(X, fail)
-                for c in ((calibration,) if calibration else CALIBRATIONS)]
+    fits = [QualityPredictor("gbt", calibration=c, random_state=random_state).fit(X, fail)
+            for c in ((calibration,) if calibration else CALIBRATIONS)]
     best = min(fits, key=lambda f: _log_loss(fail, f.oof_))
     return FittedLayer(tuple(members), best, best.oof_)
 
