@@ -81,6 +81,8 @@ def live_table(item: Item, chain: Sequence[str], inputs: Sequence[str]) -> Query
     benchmark = None if item.domain is None else np.array([item.domain], dtype=object)
     return QueryTable(np.array([item.id], dtype=object), tuple(chain), zeros, zeros, signals,
                       answers=answers, sample_share=share, prompt_len=prompt_len,
+                      prompts=None if prompt_len is None
+                      else np.array([item.prompt], dtype=object),
                       benchmark=benchmark)
 
 

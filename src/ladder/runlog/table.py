@@ -32,6 +32,7 @@ class QueryTable:
     answers: np.ndarray | None = None  # int codes per query: equal code = same answer, -1 missing
     sample_share: np.ndarray | None = None
     prompt_len: np.ndarray | None = None
+    prompts: np.ndarray | None = None  # the query texts (object, None where missing): routers
     split: np.ndarray | None = None
     benchmark: np.ndarray | None = None
     dropped: int = 0
@@ -67,6 +68,7 @@ class QueryTable:
             answers=take(self.answers),
             sample_share=take(self.sample_share),
             prompt_len=take(self.prompt_len),
+            prompts=take(self.prompts),
             split=take(self.split),
             benchmark=take(self.benchmark),
         )
@@ -183,11 +185,12 @@ class QueryTable:
             df = df.assign(_share=df["samples"].map(top_answer_share))
             sample_share = wide("_share")
         per_query = df.drop_duplicates("query_id").set_index("query_id").reindex(query_ids)
-        prompt_len = None
+        prompt_len = prompts = None
         if "prompt" in df.columns:
-            prompt_len = per_query["prompt"].map(
-                lambda p: np.nan if p is None or p != p else float(len(p))
-            ).to_numpy(dtype=float)
+            prompts = per_query["prompt"].map(
+                lambda p: None if p is None or p != p else str(p)
+            ).to_numpy(dtype=object)
+            prompt_len = np.array([np.nan if p is None else float(len(p)) for p in prompts])
 
         def column(name: str) -> np.ndarray | None:
             return per_query[name].to_numpy(dtype=object) if name in per_query.columns else None
@@ -201,6 +204,7 @@ class QueryTable:
             answers=answers,
             sample_share=sample_share,
             prompt_len=prompt_len,
+            prompts=prompts,
             split=column("split"),
             benchmark=column("benchmark"),
             dropped=int(dropped),
