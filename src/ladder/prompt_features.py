@@ -90,34 +90,50 @@ class TextFeatures(_PromptFeatures):
         self.min_df = min_df
         self.max_features = max_features
 
+    def _vectorizer(self, min_df: int = 1) -> TfidfVectorizer:
+        return TfidfVectorizer(ngram_range=tuple(self.ngram_range), min_df=min_df,
+                               max_features=self.max_features, sublinear_tf=True)
+
     def fit(self, prompts: Sequence[object], tasks: Sequence[object] | None = None
             ) -> TextFeatures:
+        """Fitted: `terms_` (the vocabulary in column order) and `idf_`; kept as two arrays
+        because a saved dict of every n-gram is many times larger."""
         texts = _texts(prompts)
         for min_df in dict.fromkeys((self.min_df, 1)):  # tiny logs: every n-gram is rare
             try:
-                self.vectorizer_ = TfidfVectorizer(
-                    ngram_range=tuple(self.ngram_range), min_df=min_df,
-                    max_features=self.max_features, sublinear_tf=True).fit(texts)
+                vectorizer = self._vectorizer(min_df).fit(texts)
                 break
             except ValueError:
                 continue
         else:
             raise FeatureError("the prompts have no words to build text features from")
+        self.terms_ = vectorizer.get_feature_names_out().astype(str)
+        self.idf_ = vectorizer.idf_
+        self._cache_vectorizer = vectorizer
         self._fit_common(texts, tasks)
         return self
+
+    def _fitted_vectorizer(self) -> TfidfVectorizer:
+        if not hasattr(self, "_cache_vectorizer"):  # after loading: rebuilt from the arrays
+            vectorizer = self._vectorizer()
+            vectorizer.vocabulary = {t: j for j, t in enumerate(self.terms_.tolist())}
+            vectorizer._validate_vocabulary()
+            vectorizer.idf_ = self.idf_
+            self._cache_vectorizer = vectorizer
+        return self._cache_vectorizer
 
     def transform(self, prompts: Sequence[object], tasks: Sequence[object] | None = None
                   ) -> sp.csr_matrix:
         texts = _texts(prompts)
-        words = self.vectorizer_.transform(texts)
+        words = self._fitted_vectorizer().transform(texts)
         return sp.hstack([words, sp.csr_matrix(self._common(texts, tasks))], format="csr")
 
     def transform_one(self, prompt: str, task: object = None) -> sp.csr_matrix:
         """The same row as `transform([prompt], [task])`, a few times faster."""
         if not hasattr(self, "_cache_fast"):
-            vec = self.vectorizer_
-            self._cache_fast = (vec.build_analyzer(), vec.vocabulary_, vec.idf_,
-                                len(vec.vocabulary_))
+            vec = self._fitted_vectorizer()
+            self._cache_fast = (vec.build_analyzer(), vec.vocabulary_, self.idf_,
+                                len(self.terms_))
         analyzer, vocabulary, idf, width = self._cache_fast
         text = "" if prompt is None else str(prompt)
         counts = Counter(j for term in analyzer(text) if (j := vocabulary.get(term)) is not None)

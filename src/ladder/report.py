@@ -29,6 +29,7 @@ STYLE = {  # family -> (colour, marker); families not listed get the default cyc
     "dp": ("tab:orange", "D"),
     "seed_heuristic": ("tab:green", "^"),
     "auto": ("tab:purple", "P"),
+    "router": ("tab:brown", "v"),
 }
 SUMMARY_COLUMNS = [  # (summary key, header, formatter kind)
     ("aiq", "AIQ", "quality"), ("cost_at_98", "cost@98%", "ratio"),
@@ -84,6 +85,9 @@ def _describe(point: PolicyPoint | None) -> str:
     """A chain as 'a → b'; policies without a chain (oracle, random) by their model shares."""
     if point is None:
         return DASH
+    if point.family == "router" and point.choice:  # its quality model and features
+        shares = [f"{m} {s:.2f}" for m, s in point.stage_mix.items() if s > 0]
+        return f"router {point.choice['variant']}: " + ", ".join(shares)
     if point.choice:  # auto: which family and options it chose at this λ
         options = "" if point.choice["kind"] == "fixed" else (
             f" α={point.choice['alpha']:g}" + (" vote" if point.choice["vote"] else ""))

@@ -26,12 +26,13 @@ from ladder.evaluate.sweep import sweep
 from ladder.evaluate.target import quality_point
 from ladder.policies.base import Outcome, best_model
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
+from ladder.policies.router import Router, RouterCache
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
 from ladder.runlog.schema import RunLogError
 from ladder.runlog.table import QueryTable
 
-FAMILIES = ("fixed", "random", "oracle", "threshold", "dp", "auto", "seed_heuristic")
+FAMILIES = ("fixed", "random", "oracle", "threshold", "dp", "auto", "seed_heuristic", "router")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Evaluation:
     policies: dict[tuple[str, float], BaseEstimator] = field(default_factory=dict, repr=False)
     outcomes: list[Outcome] = field(default_factory=list, repr=False)  # per point, on test
     comparisons: list[dict] = field(default_factory=list)  # paired bootstrap differences
+    notes: list[str] = field(default_factory=list)  # families left out, and why
 
     def family_points(self, family: str) -> list[PolicyPoint]:
         return [p for p in self.points if p.family == family]
@@ -234,12 +236,17 @@ def _evaluate(
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown famil(ies) {unknown}; choose from {', '.join(FAMILIES)}")
+    notes = []
+    if "router" in families and train.prompts is None:
+        families = [f for f in families if f != "router"]
+        notes.append("router: left out, the log has no 'prompt' column")
     cache = PredictorCache(train, predictor, pool=pool)
     lambdas = lambda_grid(train, n_lambdas)
     cascades = {"threshold", "dp", "auto", "random"} & set(families)
     total = (len(train.models) * ("fixed" in families) + len(lambdas) * len(cascades)
              + len(lambdas) * ("oracle" in families)
-             + len(SEED_LAMBDAS) * ("seed_heuristic" in families))
+             + len(SEED_LAMBDAS) * ("seed_heuristic" in families)
+             + len(lambdas) * ("router" in families))
     points: list[PolicyPoint] = []
     outcomes: list[Outcome] = []
     policies: dict[tuple[str, float], BaseEstimator] = {}
@@ -271,6 +278,10 @@ def _evaluate(
         for lam in SEED_LAMBDAS:
             add("seed_heuristic", lam, SeedHeuristic(None, lam, predictor=predictor)
                 .fit(train, cache))
+    if "router" in families:  # every variant fitted once; each λ only re-decides
+        routers = RouterCache(train)
+        for lam in lambdas:
+            add("router", lam, Router(lam).fit(train, routers))
     models = [
         {"name": m, "cost": float(c), "quality": float(q)}
         for m, c, q in zip(test.models, test.mean_cost(), test.mean_quality(), strict=True)
@@ -296,12 +307,12 @@ def _evaluate(
     return Evaluation(
         n_train=train.n, n_test=test.n, dropped=train.dropped, split=split, models=models,
         points=points, summary=summary, predictors=_predictor_report(train, test, cache),
-        policies=policies, outcomes=outcomes, comparisons=comparisons,
+        policies=policies, outcomes=outcomes, comparisons=comparisons, notes=notes,
     )
 
 
 COMPARISONS = (("auto", "threshold"), ("auto", "dp"), ("auto", "seed_heuristic"),
-               ("auto", "fixed"), ("dp", "threshold"))
+               ("auto", "fixed"), ("dp", "threshold"), ("router", "auto"))
 
 
 def _intervals(test: QueryTable, families: Sequence[str], points: Sequence[PolicyPoint],
@@ -337,4 +348,5 @@ def to_json(evaluation: Evaluation) -> dict:
         "summary": evaluation.summary,
         "comparisons": evaluation.comparisons,
         "predictors": evaluation.predictors,
+        "notes": evaluation.notes,
     }

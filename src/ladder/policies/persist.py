@@ -20,6 +20,7 @@ from ladder.policies.auto import AutoCascade
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
 from ladder.policies.chains import BestChain
 from ladder.policies.dp import DPCascade
+from ladder.policies.router import Router
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.threshold import ThresholdCascade
 
@@ -32,19 +33,29 @@ CLASSES: dict[str, type[BaseEstimator]] = {
     "threshold": ThresholdCascade,
     "dp": DPCascade,
     "seed_heuristic": SeedHeuristic,
+    "router": Router,
 }
 # Beyond skops' own default-trusted scikit-learn types, exactly what ladder's estimators hold.
 TRUSTED_TYPES = frozenset({
+    "ladder.policies.router.CostModel",
+    "ladder.policies.router.PromptQuality",
+    "ladder.policies.router_models.IRTQuality",
+    "ladder.policies.router_models.KNNQuality",
+    "ladder.policies.router_models.LogisticQuality",
     "ladder.predictors.QualityPredictor",
     "ladder.predictors.TaskInteractions",
+    "ladder.prompt_features.EmbeddingFeatures",
+    "ladder.prompt_features.TextFeatures",
     "numpy.dtype",
+    "scipy.sparse._csr.csr_matrix",  # the kNN router's training prompts
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
 })
 
 
 TUPLES = ("chain_", "models_", "inputs_")  # saved as JSON lists, restored as tuples
-TRAINING_ONLY = ("held_out_",)  # how the fit did on its training folds: not deployed
+# how the fit did on its training folds, and the router's variant search: not deployed
+TRAINING_ONLY = ("held_out_", "choice_", "candidates_")
 
 
 class PolicyFileError(ValueError):
