@@ -114,14 +114,14 @@ class PromptQuality(TransientCache, BaseEstimator):
         return self.fit_oof(table)[0]
 
     def predict(self, table: QueryTable) -> np.ndarray:
-        """(n, k) ĝ in the fitted model order; the last table's answer is memoised (a λ
-        sweep replays the same table once per λ)."""
-        last = getattr(self, "_cache_last", None)
-        if last is not None and last[0] is table:
-            return last[1]
-        X = self.features_.transform(table.prompts, table.benchmark)
-        out = self.model_.predict(X)
-        self._cache_last = (table, out)
+        """(n, k) ĝ in the fitted model order; the last two tables' answers are memoised (a
+        λ sweep replays the same train and test tables once per λ)."""
+        memo = self.__dict__.setdefault("_cache_memo", [])
+        for seen, out in memo:
+            if seen is table:
+                return out
+        out = self.model_.predict(self.features_.transform(table.prompts, table.benchmark))
+        memo[:] = [*memo[-1:], (table, out)]
         return out
 
     def predict_one(self, prompt: str, task: object = None) -> np.ndarray:
