@@ -12,7 +12,8 @@ from ladder.cli import app
 
 runner = CliRunner()
 SUMMARY_KEYS = {"aiq", "cost_at_98", "cost_at_100", "cpt50", "cpt80", "apgr", "gap_closure_98"}
-FAMILIES = {"fixed", "random", "oracle", "threshold", "dp", "auto", "seed_heuristic", "moa"}
+FAMILIES = {"fixed", "random", "oracle", "threshold", "dp", "auto", "seed_heuristic", "moa",
+            "router", "routed"}
 
 
 def test_invalid_log_exits_2_naming_column_and_row(tmp_path):

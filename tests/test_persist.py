@@ -17,7 +17,7 @@ from ladder.policies.base import Outcome
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
 from ladder.policies.chains import BestChain
 from ladder.policies.dp import DPCascade
-from ladder.policies.persist import PolicyFileError, load_policy, save_policy
+from ladder.policies.persist import VERSION, PolicyFileError, load_policy, save_policy
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
 from ladder.policies.threshold import ThresholdCascade
@@ -124,7 +124,7 @@ def test_infinite_thresholds_are_valid_json(logs, tmp_path: Path) -> None:
         text = save_policy(p, tmp_path / name).read_text()
         assert "Infinity" not in text and "NaN" not in text
         document = strict_json(text)
-        assert document["format"] == "ladder-policy" and document["version"] == 2
+        assert document["format"] == "ladder-policy" and document["version"] == VERSION
         np.testing.assert_array_equal(load_policy(tmp_path / name).thresholds_, p.thresholds_)
 
 
@@ -152,7 +152,8 @@ def write(tmp_path: Path, document: object) -> Path:
     [
         ("format", "something-else", "not a ladder policy file"),
         ("version", 1, "version 1"),  # before cross-fitted calibration, margin, entropy
-        ("version", 3, "version 3"),
+        ("version", 2, "version 2"),  # before moa, router and routed
+        ("version", 4, "version 4"),
         ("family", "pyramid", "unknown policy family"),
         ("family", None, "unknown policy family"),
     ],

@@ -58,9 +58,11 @@ def check_report(evaluation: Evaluation, directory: Path) -> str:
 def test_write_report_synthetic(evaluation: Evaluation, tmp_path: Path) -> None:
     out = tmp_path / "nested" / "report"  # created, parents included
     text = check_report(evaluation, out)
-    # the synthetic log has no answers for a layer 1 to vote on: moa is skipped, with a note
-    assert set(evaluation.summary) == set(FAMILIES) - {"moa"}
+    # the synthetic log has no answers for a layer 1 to vote on, and no prompts for a router:
+    # moa, router and routed are left out, each with a note
+    assert set(evaluation.summary) == set(FAMILIES) - {"moa", "router", "routed"}
     assert "moa skipped: the log has no 'answer' column" in text
+    assert any(note.startswith("router") for note in evaluation.notes)
     assert f"test queries: {evaluation.n_test}" in text
     assert "synthetic halves" in text
 

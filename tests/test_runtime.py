@@ -16,9 +16,12 @@ from ladder.collect import collect
 from ladder.config import ConfigError, Price
 from ladder.fit import fit_policy
 from ladder.policies.baselines import FixedModel, Oracle
+from ladder.policies.moa import PyramidMoA
+from ladder.policies.routed import RoutedCascade
+from ladder.policies.router import Router
 from ladder.rung import Rung
 from ladder.runlog import QueryTable, load_runlog
-from ladder.runtime import Cascade
+from ladder.runtime import Cascade, policy_chain
 from ladder.tasks import Item, TaskError
 
 
@@ -126,9 +129,8 @@ def test_policy_models_must_be_configured(fake_log) -> None:
         Cascade(_rungs(items), Oracle(0.0).fit(table))
 
 
-def test_replay_equivalence_on_zellinger_mmlu(shared_data) -> None:
-    """The runtime driven by logged outputs makes exactly the offline evaluation's decisions
-    and pays exactly its costs (issue 3's target), for both cascade families."""
+@pytest.fixture(scope="module")
+def zellinger_mmlu(shared_data) -> tuple:
     folder = shared_data / "zellinger-cascades"
     df = load_runlog(folder)
     table = QueryTable.from_runlog(df, benchmark="mmlu")
@@ -136,22 +138,46 @@ def test_replay_equivalence_on_zellinger_mmlu(shared_data) -> None:
     prompts = df.drop_duplicates("query_id").set_index("query_id")["prompt"]
     items = [Item(str(q), str(prompts[q]), "short") for q in test.query_ids]
     assert not prompts[list(test.query_ids)].isna().any()
-    chain = ["llama3.2-3b", "gpt-4o-mini", "llama3.1-8b", "qwen2.5-72b-instruct",
-             "llama3.1-405b"]
-    for family in ("threshold", "dp"):
-        policy = fit_policy(train, family, lam=300.0, chain=chain)
-        offline = policy.replay(test)
-        rungs = {m: Rung(m, ReplayBackend(folder, m, "zellinger"), Price())
-                 for m in policy.chain_}
-        with Cascade(rungs, policy) as cascade:
-            results = cascade.decode_many(items, concurrency=16, progress=False)
-        chosen = np.array([test.index(r.model) for r in results])
-        last = np.array([test.index(r.trace[-1].model) for r in results])
-        np.testing.assert_array_equal(chosen, offline.chosen)
-        np.testing.assert_array_equal(last, offline.last_run)
-        np.testing.assert_allclose([r.cost for r in results], offline.cost, rtol=1e-12)
-        assert np.mean([r.quality for r in results]) == pytest.approx(offline.mean_quality)
-        assert len(set(last.tolist())) >= 2, "the check is vacuous if every query stops at once"
+    return folder, train, test, items
+
+
+CHAIN = ["llama3.2-3b", "gpt-4o-mini", "llama3.1-8b", "qwen2.5-72b-instruct", "llama3.1-405b"]
+
+
+def _live_policy(family: str, train: QueryTable) -> object:
+    if family in ("threshold", "dp"):
+        return fit_policy(train, family, lam=300.0, chain=CHAIN)
+    if family == "router":
+        return Router(300.0, variants=["logistic-text"]).fit(train)
+    if family == "routed":
+        return RoutedCascade(300.0, max_stages=2, alphas=(1.0,), start_prices=(1.0, 4.0),
+                             variants=["logistic-text"]).fit(train.select_models(CHAIN))
+    return PyramidMoA(100.0, layer1=["llama3.2-1b", "llama3.2-3b", "llama3.1-8b"],
+                      oracle="llama3.1-405b").fit(train)
+
+
+@pytest.mark.parametrize("family", ["threshold", "dp", "router", "routed", "moa"])
+def test_replay_equivalence_on_zellinger_mmlu(zellinger_mmlu, family: str) -> None:
+    """The runtime driven by logged outputs makes exactly the offline evaluation's decisions
+    and pays exactly its costs, for every family that runs live."""
+    folder, train, test, items = zellinger_mmlu
+    policy = _live_policy(family, train)
+    offline = policy.replay(test)
+    rungs = {m: Rung(m, ReplayBackend(folder, m, "zellinger"), Price())
+             for m in policy_chain(policy)}
+    with Cascade(rungs, policy) as cascade:
+        results = cascade.decode_many(items, concurrency=16, progress=False)
+    chosen = np.array([test.index(r.model) for r in results])
+    last = np.array([max(test.index(t.model) for t in r.trace) for r in results])
+    np.testing.assert_array_equal(chosen, offline.chosen)
+    np.testing.assert_array_equal(last, offline.last_run)
+    np.testing.assert_allclose([r.cost for r in results], offline.cost, rtol=1e-12)
+    assert np.mean([r.quality for r in results]) == pytest.approx(offline.mean_quality)
+    assert len(set(last.tolist())) >= 2, "the check is vacuous if every query stops at once"
+    if family in ("router", "routed"):  # every query was routed (routed: it chose to route)
+        assert all(r.route is not None for r in results)
+    if family == "moa":
+        assert {r.pyramid["escalate"] for r in results} == {True, False}
 
 
 def test_replay_backend_refuses_unknown_queries_and_models(tmp_path) -> None:

@@ -128,6 +128,7 @@ def evaluate_command(
     from ladder.evaluate.split import pooled_training, split_table
     from ladder.policies.base import best_model
     from ladder.predictors import KINDS
+    from ladder.prompt_features import FeatureError
 
     if predictor not in KINDS:
         raise _fail(f"unknown predictor '{predictor}'; choose one of {', '.join(KINDS)}")
@@ -166,7 +167,7 @@ def evaluate_command(
                                   max_stages=max_stages, predictor=predictor, progress=advance,
                                   pool=pooled, n_resamples=1000 if intervals else 0,
                                   n_refits=stability)
-        except RunLogError as error:
+        except (RunLogError, FeatureError) as error:
             raise _fail(str(error)) from None
     for note in evaluation.notes:
         console.print(f"[yellow]{escape(note)}[/yellow]")

@@ -30,6 +30,8 @@ STYLE = {  # family -> (colour, marker); families not listed get the default cyc
     "seed_heuristic": ("tab:green", "^"),
     "auto": ("tab:purple", "P"),
     "moa": ("tab:brown", "v"),
+    "router": ("tab:olive", "P"),
+    "routed": ("tab:pink", "X"),
 }
 SUMMARY_COLUMNS = [  # (summary key, header, formatter kind)
     ("aiq", "AIQ", "quality"), ("cost_at_98", "cost@98%", "ratio"),
@@ -85,6 +87,14 @@ def _describe(point: PolicyPoint | None) -> str:
     """A chain as 'a → b'; policies without a chain (oracle, random) by their model shares."""
     if point is None:
         return DASH
+    if point.family == "router" and point.choice:  # its quality model and features
+        shares = [f"{m} {s:.2f}" for m, s in point.stage_mix.items() if s > 0]
+        return f"router {point.choice['variant']}: " + ", ".join(shares)
+    if point.family == "routed" and point.choice:  # where it starts, and each start's chain
+        start = ("unrouted" if point.choice["start_price"] is None
+                 else f"router {point.choice['router']} at {point.choice['start_price']:g}λ")
+        chains = "; ".join(" → ".join(c) for c in point.choice["chains"].values())
+        return f"{start}: {chains}"
     if point.choice:  # auto: which family and options it chose at this λ
         options = "" if point.choice["kind"] == "fixed" else (
             f" α={point.choice['alpha']:g}" + (" vote" if point.choice["vote"] else ""))

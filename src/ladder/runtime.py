@@ -24,7 +24,10 @@ from rich.progress import Progress
 from ladder.backends.base import ModelOutput
 from ladder.config import Config, ConfigError, load_config
 from ladder.policies.baselines import FixedModel
+from ladder.policies.moa import PyramidMoA, layer_answer
 from ladder.policies.persist import load_policy
+from ladder.policies.routed import RoutedCascade
+from ladder.policies.router import Router
 from ladder.policies.stages import ChainPolicy
 from ladder.rung import Rung, rungs_from_config
 from ladder.runlog.table import SIGNAL_COLUMNS, QueryTable
@@ -63,6 +66,8 @@ class Result:
     quality: float | None
     latency_s: float
     overhead_s: float  # time spent outside the models' calls
+    route: dict | None = None  # router / routed: the start chosen and ĝ per model
+    pyramid: dict | None = None  # moa: P_fail, both barriers of Eq. 5, the decision
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,15 +100,40 @@ def record(table: QueryTable, stage: int, output: ModelOutput, codes: dict[str, 
         table.sample_share[0, stage] = output.sample_share
 
 
+LIVE = "threshold, dp, seed_heuristic, fixed, router, routed or moa"
+
+
 def policy_chain(policy: object) -> tuple[str, ...]:
     """The models a fitted policy may run, in order."""
-    if isinstance(policy, ChainPolicy):
+    if isinstance(policy, ChainPolicy | RoutedCascade | PyramidMoA):
         return tuple(policy.chain_)
     if isinstance(policy, FixedModel):
         return (policy.model_,)
+    if isinstance(policy, Router):
+        return tuple(policy.models_)
     family = getattr(policy, "family", type(policy).__name__)
     raise ConfigError(f"a '{family}' policy cannot run live (it needs every model's answer "
-                      "in advance); fit a threshold, dp, seed_heuristic or fixed policy")
+                      f"in advance); fit a {LIVE} policy")
+
+
+def _route(policy: object, item: Item) -> tuple[object, dict | None]:
+    """What climbs for this item (a chain policy, or the name of the one model to run)
+    and, for routers, what the router saw: the start it chose and ĝ per model."""
+    router = policy if isinstance(policy, Router) else getattr(policy, "router_", None)
+    if router is None:
+        if isinstance(policy, RoutedCascade):
+            return policy.plan(next(iter(policy.plans_))), None
+        return (policy if isinstance(policy, ChainPolicy) else policy.model_), None
+    start, quality = router.decide(item.prompt, item.domain)
+    route = {"start": start,
+             "predicted_quality": dict(zip(router.models_, map(float, quality), strict=True))}
+    return (policy.plan(start) if isinstance(policy, RoutedCascade) else start), route
+
+
+def _trace(name: str, output: ModelOutput, predicted: float | None,
+           continuation: float | None, stop: bool) -> RungTrace:
+    return RungTrace(name, output.answer, output.signals(), predicted, continuation,
+                     "stop" if stop else "escalate", output.latency_s, float(output.cost))
 
 
 class Cascade:
@@ -158,22 +188,26 @@ class Cascade:
         """Climb the ladder for one item (or prompt string, of the config's task type)."""
         item = self._item(query)
         start = time.perf_counter()
+        if isinstance(self.policy, PyramidMoA):
+            return await self._pyramid(item, start)
+        climber, route = _route(self.policy, item)
+        chain = climber.chain_ if isinstance(climber, ChainPolicy) else (climber,)
         outputs: list[ModelOutput] = []
         trace: list[RungTrace] = []
         scores = np.empty((1, 0))
         model_time = 0.0
         returned = 0
-        table = live_table(item, self.chain, self._inputs)
+        table = live_table(item, chain, getattr(climber, "inputs_", self._inputs))
         codes: dict[str, int] = {}
-        for stage, name in enumerate(self.chain):
+        for stage, name in enumerate(chain):
             output, wall = await self.rungs[name].run(item)
             model_time += wall
             outputs.append(output)
             predicted = continuation = None
-            stop = stage == len(self.chain) - 1
-            if isinstance(self.policy, ChainPolicy):
+            stop = stage == len(chain) - 1
+            if isinstance(climber, ChainPolicy):
                 record(table, stage, output, codes)
-                decision = self.policy.step(table, stage, scores)
+                decision = climber.step(table, stage, scores)
                 scores = decision.scores
                 stop = bool(decision.stop[0])
                 predicted = float(scores[0, -1])
@@ -182,17 +216,52 @@ class Cascade:
                 returned = int(decision.returned[0])
             else:
                 returned = stage
-            trace.append(RungTrace(name, output.answer, output.signals(), predicted,
-                                   continuation, "stop" if stop else "escalate",
-                                   output.latency_s, float(output.cost)))
+            trace.append(_trace(name, output, predicted, continuation, stop))
             if stop:
                 break
+        return self._result(item, outputs, returned, chain, trace, start, model_time,
+                            route=route)
+
+    async def _pyramid(self, item: Item, start: float) -> Result:
+        """Pyramid MoA live: layer 1's members run concurrently and vote; the oracle runs
+        only when P_fail clears Eq. 5's barriers."""
+        policy = self.policy
+        members, chain = list(policy.layer1_), policy.chain_
+        began = time.perf_counter()
+        runs = await asyncio.gather(*(self.rungs[m].run(item) for m in members))
+        model_time = time.perf_counter() - began
+        table = live_table(item, chain, ("answers",))
+        codes: dict[str, int] = {}
+        for stage, (output, _) in enumerate(runs):
+            record(table, stage, output, codes)
+        p_fail = float(policy.p_fail(table)[0])
+        escalate = p_fail > policy.barrier_
+        outputs = [output for output, _ in runs]
+        trace = [_trace(m, o, None, None, not escalate)
+                 for m, o in zip(members, outputs, strict=True)]
+        returned = int(layer_answer(table, range(len(members)))[0])
+        if escalate:
+            output, wall = await self.rungs[policy.oracle_].run(item)
+            model_time += wall
+            outputs.append(output)
+            trace.append(_trace(policy.oracle_, output, None, None, True))
+            returned = len(members)
+        pyramid = {"p_fail": p_fail, "cost_barrier": policy.cost_barrier_,
+                   "imperfection_barrier": policy.imperfection_barrier_,
+                   "barrier": policy.barrier_, "escalate": bool(escalate)}
+        return self._result(item, outputs, returned, chain, trace, start, model_time,
+                            pyramid=pyramid)
+
+    @staticmethod
+    def _result(item: Item, outputs: list[ModelOutput], returned: int, chain: Sequence[str],
+                trace: list[RungTrace], start: float, model_time: float,
+                **extra: dict | None) -> Result:
         chosen = outputs[returned]
         quality = grade(item, chosen.answer) if item.reference is not None else chosen.quality
         total = time.perf_counter() - start
-        return Result(chosen.answer, chosen.text, self.chain[returned], len(outputs) - 1,
+        return Result(chosen.answer, chosen.text, chain[returned], len(outputs) - 1,
                       math.fsum(t.cost for t in trace), tuple(trace), quality, total,
-                      total - model_time)
+                      total - model_time, **extra)
 
     async def adecode_many(self, queries: Iterable[Item | str | dict],
                            concurrency: int | None = None,

@@ -28,12 +28,15 @@ from ladder.policies.base import Outcome, best_model
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
 from ladder.policies.moa import MoAUnavailable
 from ladder.policies.moa import fit_sweep as moa_sweep
+from ladder.policies.routed import RoutedCascade
+from ladder.policies.router import Router, RouterCache
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
 from ladder.runlog.schema import RunLogError
 from ladder.runlog.table import QueryTable
 
-FAMILIES = ("fixed", "random", "oracle", "threshold", "dp", "auto", "seed_heuristic", "moa")
+FAMILIES = ("fixed", "random", "oracle", "threshold", "dp", "auto", "seed_heuristic", "moa",
+            "router", "routed")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class Evaluation:
     policies: dict[tuple[str, float], BaseEstimator] = field(default_factory=dict, repr=False)
     outcomes: list[Outcome] = field(default_factory=list, repr=False)  # per point, on test
     comparisons: list[dict] = field(default_factory=list)  # paired bootstrap differences
-    notes: list[str] = field(default_factory=list)  # families skipped, and why
+    notes: list[str] = field(default_factory=list)  # families left out, and why
 
     def family_points(self, family: str) -> list[PolicyPoint]:
         return [p for p in self.points if p.family == family]
@@ -237,12 +240,18 @@ def _evaluate(
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown famil(ies) {unknown}; choose from {', '.join(FAMILIES)}")
+    notes: list[str] = []
+    for family in ("router", "routed"):
+        if family in families and train.prompts is None:
+            families = [f for f in families if f != family]
+            notes.append(f"{family}: left out, the log has no 'prompt' column")
     cache = PredictorCache(train, predictor, pool=pool)
     lambdas = lambda_grid(train, n_lambdas)
     cascades = {"threshold", "dp", "auto", "random"} & set(families)
     total = (len(train.models) * ("fixed" in families) + len(lambdas) * len(cascades)
              + len(lambdas) * ("oracle" in families) + len(lambdas) * ("moa" in families)
-             + len(SEED_LAMBDAS) * ("seed_heuristic" in families))
+             + len(SEED_LAMBDAS) * ("seed_heuristic" in families)
+             + len(lambdas) * (("router" in families) + ("routed" in families)))
     points: list[PolicyPoint] = []
     outcomes: list[Outcome] = []
     policies: dict[tuple[str, float], BaseEstimator] = {}
@@ -270,7 +279,6 @@ def _evaluate(
         if "random" in families:  # no information, at the cost the dp cascade pays on train
             train_cost = fitted["dp"].replay(train, cache).mean_cost
             add("random", lam, RandomMix(target_cost=train_cost).fit(train))
-    notes: list[str] = []
     if "moa" in families:
         try:
             for lam, policy in zip(lambdas, moa_sweep(train, lambdas), strict=True):
@@ -282,6 +290,14 @@ def _evaluate(
         for lam in SEED_LAMBDAS:
             add("seed_heuristic", lam, SeedHeuristic(None, lam, predictor=predictor)
                 .fit(train, cache))
+    routers = RouterCache(train) if {"router", "routed"} & set(families) else None
+    if "router" in families:  # every variant fitted once; each λ only re-decides
+        for lam in lambdas:
+            add("router", lam, Router(lam).fit(train, routers))
+    if "routed" in families:
+        for lam in lambdas:
+            add("routed", lam, RoutedCascade(lam, max_stages, predictor).fit(train, cache,
+                                                                              routers))
     models = [
         {"name": m, "cost": float(c), "quality": float(q)}
         for m, c, q in zip(test.models, test.mean_cost(), test.mean_quality(), strict=True)
@@ -293,7 +309,8 @@ def _evaluate(
     }
     comparisons: list[dict] = []
     judge = cache.targets(train, 1.0)
-    for family in [f for f in ("threshold", "dp", "auto", "moa") if f in families]:
+    for family in [f for f in ("threshold", "dp", "auto", "moa", "router", "routed")
+                   if f in families]:
         chosen = [(p, o) for p, o in zip(points, outcomes, strict=True) if p.family == family]
         summary[family]["target_98"] = quality_point(
             [_held_out(policies[(family, p.lam)], judge) for p, _ in chosen],
@@ -313,17 +330,16 @@ def _evaluate(
 
 
 def _held_out(policy: BaseEstimator, judge: np.ndarray) -> Outcome:
-    """A policy's held-out training outcome; moa's (scored on raw labels) rescored by the
-    judge the cascades use (labels, p̂ where a label is missing)."""
+    """A policy's held-out training outcome scored by the judge the cascades use (labels,
+    p̂ where a label is missing): moa and router score theirs on raw labels."""
     outcome = policy.held_out_
-    if policy.family != "moa":
-        return outcome
     quality = judge[np.arange(len(outcome.chosen)), outcome.chosen]
     return Outcome(outcome.chosen, outcome.last_run, quality, outcome.cost)
 
 
 COMPARISONS = (("auto", "threshold"), ("auto", "dp"), ("auto", "seed_heuristic"),
-               ("auto", "fixed"), ("dp", "threshold"), ("moa", "auto"))
+               ("auto", "fixed"), ("dp", "threshold"), ("moa", "auto"), ("router", "auto"),
+               ("routed", "auto"), ("routed", "router"))
 
 
 def _intervals(test: QueryTable, families: Sequence[str], points: Sequence[PolicyPoint],

@@ -35,6 +35,7 @@ class QueryTable:
     # sample, PADDING past a model's last sample (Pyramid MoA votes over them)
     sample_codes: np.ndarray | None = None
     prompt_len: np.ndarray | None = None
+    prompts: np.ndarray | None = None  # the query texts (object, None where missing): routers
     split: np.ndarray | None = None
     benchmark: np.ndarray | None = None
     dropped: int = 0
@@ -71,6 +72,7 @@ class QueryTable:
             sample_share=take(self.sample_share),
             sample_codes=take(self.sample_codes),
             prompt_len=take(self.prompt_len),
+            prompts=take(self.prompts),
             split=take(self.split),
             benchmark=take(self.benchmark),
         )
@@ -190,11 +192,12 @@ class QueryTable:
         answers, sample_codes = _answer_codes(
             wide("answer", None) if "answer" in df.columns else None, sample_lists)
         per_query = df.drop_duplicates("query_id").set_index("query_id").reindex(query_ids)
-        prompt_len = None
+        prompt_len = prompts = None
         if "prompt" in df.columns:
-            prompt_len = per_query["prompt"].map(
-                lambda p: np.nan if p is None or p != p else float(len(p))
-            ).to_numpy(dtype=float)
+            prompts = per_query["prompt"].map(
+                lambda p: None if p is None or p != p else str(p)
+            ).to_numpy(dtype=object)
+            prompt_len = np.array([np.nan if p is None else float(len(p)) for p in prompts])
 
         def column(name: str) -> np.ndarray | None:
             return per_query[name].to_numpy(dtype=object) if name in per_query.columns else None
@@ -209,6 +212,7 @@ class QueryTable:
             sample_share=sample_share,
             sample_codes=sample_codes,
             prompt_len=prompt_len,
+            prompts=prompts,
             split=column("split"),
             benchmark=column("benchmark"),
             dropped=int(dropped),
