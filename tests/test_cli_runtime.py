@@ -109,3 +109,29 @@ def test_missing_local_extra_is_explained(tmp_path: Path, monkeypatch) -> None:
                                  "-o", str(tmp_path / "log.jsonl")])
     assert result.exit_code == 2, result.output
     assert "pip install 'ladder[local]'" in said(result)
+
+
+@pytest.mark.parametrize("family", ["router", "routed"])
+def test_fit_router_families_and_decode_live(setup, tmp_path: Path, family: str) -> None:
+    tasks, config = setup
+    log = tmp_path / "log.jsonl"
+    runner.invoke(app, ["collect", str(tasks), "-c", str(config), "-o", str(log)])
+    result = runner.invoke(app, ["fit", str(log), "--policy", family, "--lambda", "0.05",
+                                 "-o", str(tmp_path / "policy.json")])
+    assert result.exit_code == 0, result.output
+    assert load_policy(tmp_path / "policy.json").family == family
+    item = builtin_tasks()[1]
+    with Cascade.from_config(config) as cascade:
+        decoded = cascade.decode(item)
+    assert decoded.answer in item.options and decoded.model in ("small", "large")
+    if family == "router":
+        assert decoded.route["start"] == decoded.model and decoded.stage == 0
+
+
+def test_fit_moa_without_a_cheap_layer_is_a_clear_error(setup, tmp_path: Path) -> None:
+    tasks, config = setup
+    log = tmp_path / "log.jsonl"
+    runner.invoke(app, ["collect", str(tasks), "-c", str(config), "-o", str(log)])
+    result = runner.invoke(app, ["fit", str(log), "--policy", "moa", "-o", str(tmp_path / "p")])
+    assert result.exit_code == 2 and "no cheap layer" in said(result), result.output
+    assert "Traceback" not in result.output

@@ -235,7 +235,8 @@ def fit_command(
     log: Annotated[Path, typer.Argument(help="Run log, or a folder/file in a public layout.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Policy file to write.")],
     policy: Annotated[str, typer.Option(help="auto (the best family on held-out train "
-                                        "folds), threshold, dp or seed_heuristic.")] = "auto",
+                                        "folds), threshold, dp, seed_heuristic, router, "
+                                        "routed or moa.")] = "auto",
     lam: Annotated[float | None, typer.Option("--lambda", help="Price of one unit of cost "
                                               "in quality (λ ≥ 0; default 0).")] = None,
     target_quality: Annotated[float | None, typer.Option(help="Instead of λ: the cheapest "
@@ -250,7 +251,8 @@ def fit_command(
     delta: Annotated[float, typer.Option(help="Risk of a target or budget promise failing "
                                          "(δ).")] = 0.1,
     chain: Annotated[str | None, typer.Option(help="Comma-separated models to climb, in "
-                                              "order (default: best chain on the log).")]
+                                              "order (moa: layer 1, then the oracle; "
+                                              "default: best chain on the log).")]
     = None,
     split: Annotated[str | None, typer.Option(help="Fit only on rows whose split column "
                                               "equals this; 'all' fits on every row "

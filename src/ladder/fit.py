@@ -13,19 +13,23 @@ from ladder.policies.auto import AutoCascade, fixed_outcome
 from ladder.policies.baselines import FixedModel
 from ladder.policies.chains import BestChain
 from ladder.policies.dp import DPCascade
+from ladder.policies.moa import PyramidMoA
 from ladder.policies.operating import (
     Candidates,
     OperatingPoint,
     choose_by_budget,
     choose_by_quality,
 )
+from ladder.policies.routed import RoutedCascade
+from ladder.policies.router import Router, router_cache
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
 from ladder.policies.threshold import ThresholdCascade
 from ladder.runlog.table import QueryTable
 
 POLICIES = {"auto": AutoCascade, "threshold": ThresholdCascade, "dp": DPCascade,
-            "seed_heuristic": SeedHeuristic}
+            "seed_heuristic": SeedHeuristic, "router": Router, "routed": RoutedCascade,
+            "moa": PyramidMoA}
 # Quality lies in [0, 1]: pricing the dearest model's mean cost at more than 10⁶ units of
 # quality calls it worthless a million times over, and far beyond that λ·cost swamps
 # q − λ·c in floating point or overflows (λ = 1e308). So λ·(dearest mean cost) ≤ 10⁶.
@@ -68,27 +72,38 @@ def fit_policy(table: QueryTable, policy: str = "auto", lam: float = 0.0,
                chain: Sequence[str] | None = None, max_stages: int = 3,
                predictor: str = "logistic", pool: QueryTable | None = None) -> BaseEstimator:
     """A deployable policy of family `policy` at trade-off λ, fitted on every row of `table`:
-    a cascade, or for `auto` the cascade or single model it chose.
+    a cascade, a router, a routed cascade, a pyramid, or for `auto` the one it chose.
 
     Unless the table's model order was given, the ladder is sorted by mean cost on these
     rows. Without `chain`, threshold and dp search every cost-ordered chain of up to
     `max_stages` models (judged on held-out folds of `table`); seed_heuristic climbs the
-    whole ladder. pool: several tasks' training queries to fit the predictors on with
-    partial pooling.
+    whole ladder; moa's chain is its layer 1 then its oracle (default: chosen on folds).
+    Routers (and auto's routed option) need the log's prompts. pool: several tasks'
+    training queries to fit the predictors on with partial pooling.
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy '{policy}'; choose one of {', '.join(POLICIES)}")
     table = table.by_cost()
     check_lambda(lam, table)
     if chain is not None:
-        if policy == "auto":
-            raise ValueError("--chain fixes the models of a threshold, dp or seed_heuristic "
-                             "cascade; auto chooses its own")
+        if policy in ("auto", "router", "routed"):
+            raise ValueError(f"--chain fixes the models of a threshold, dp, seed_heuristic or "
+                             f"moa policy; {policy} chooses its own")
         check_chain(chain, table)
+    if policy in ("router", "routed") and table.prompts is None:
+        raise ValueError(f"a {policy} policy reads the prompts, and the log has no 'prompt' "
+                         "column")
+    if policy == "moa":
+        layer1, oracle = (None, None) if chain is None else (list(chain[:-1]), chain[-1])
+        return PyramidMoA(lam, layer1=layer1, oracle=oracle).fit(table)
+    if policy == "router":
+        return Router(lam).fit(table)
     cache = PredictorCache(table, predictor,
                            pool=None if pool is None else pool.select_models(table.models))
     if policy == "auto":
         return AutoCascade(lam, max_stages, predictor=predictor).fit(table, cache).policy_
+    if policy == "routed":
+        return RoutedCascade(lam, max_stages, predictor).fit(table, cache)
     if chain is not None or policy == "seed_heuristic":
         return POLICIES[policy](None if chain is None else list(chain), lam,
                                 predictor=predictor).fit(table, cache)
@@ -119,7 +134,8 @@ def fit_operating_point(table: QueryTable, *, target: float | None = None,
     lambdas = lambda_grid(table, n_lambdas)
     policies: list[BaseEstimator] = [
         fitted["auto"].policy_
-        for fitted in sweep(table, cache, lambdas, ("auto",), max_stages, predictor)]
+        for fitted in sweep(table, cache, lambdas, ("auto",), max_stages, predictor,
+                            routers=router_cache(table))]
     judge = cache.targets(table, 1.0)
     singles = [FixedModel(m).fit(table) for m in table.models]
     for index, single in enumerate(singles):

@@ -96,7 +96,7 @@ def _describe(point: PolicyPoint | None) -> str:
         chains = "; ".join(" → ".join(c) for c in point.choice["chains"].values())
         return f"{start}: {chains}"
     if point.choice:  # auto: which family and options it chose at this λ
-        options = "" if point.choice["kind"] == "fixed" else (
+        options = "" if point.choice["kind"] in ("fixed", "routed") else (
             f" α={point.choice['alpha']:g}" + (" vote" if point.choice["vote"] else ""))
         return f"{point.choice['kind']}{options}: " + " → ".join(point.chain)
     if point.chain:

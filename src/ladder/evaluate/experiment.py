@@ -28,8 +28,7 @@ from ladder.policies.base import Outcome, best_model
 from ladder.policies.baselines import FixedModel, Oracle, RandomMix
 from ladder.policies.moa import MoAUnavailable
 from ladder.policies.moa import fit_sweep as moa_sweep
-from ladder.policies.routed import RoutedCascade
-from ladder.policies.router import Router, RouterCache
+from ladder.policies.router import Router, router_cache
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
 from ladder.runlog.schema import RunLogError
@@ -247,7 +246,7 @@ def _evaluate(
             notes.append(f"{family}: left out, the log has no 'prompt' column")
     cache = PredictorCache(train, predictor, pool=pool)
     lambdas = lambda_grid(train, n_lambdas)
-    cascades = {"threshold", "dp", "auto", "random"} & set(families)
+    cascades = {"threshold", "dp", "auto", "routed", "random"} & set(families)
     total = (len(train.models) * ("fixed" in families) + len(lambdas) * len(cascades)
              + len(lambdas) * ("oracle" in families) + len(lambdas) * ("moa" in families)
              + len(SEED_LAMBDAS) * ("seed_heuristic" in families)
@@ -270,10 +269,12 @@ def _evaluate(
     if "oracle" in families:
         for lam in lambdas:
             add("oracle", lam, Oracle(lam).fit(train))
+    # the router variants, fitted once: the router family, routed and auto's routed option
+    routers = router_cache(train) if {"router", "routed", "auto"} & set(families) else None
     fits = sweep(train, cache, lambdas if cascades else [], families, max_stages, predictor,
-                 n_jobs)
+                 n_jobs, routers=routers)
     for lam, fitted in zip(lambdas if cascades else [], fits, strict=True):
-        for family in ("threshold", "dp", "auto"):
+        for family in ("threshold", "dp", "auto", "routed"):
             if family in families:
                 add(family, lam, fitted[family])
         if "random" in families:  # no information, at the cost the dp cascade pays on train
@@ -290,14 +291,9 @@ def _evaluate(
         for lam in SEED_LAMBDAS:
             add("seed_heuristic", lam, SeedHeuristic(None, lam, predictor=predictor)
                 .fit(train, cache))
-    routers = RouterCache(train) if {"router", "routed"} & set(families) else None
-    if "router" in families:  # every variant fitted once; each λ only re-decides
+    if "router" in families:  # each λ only re-decides
         for lam in lambdas:
             add("router", lam, Router(lam).fit(train, routers))
-    if "routed" in families:
-        for lam in lambdas:
-            add("routed", lam, RoutedCascade(lam, max_stages, predictor).fit(train, cache,
-                                                                              routers))
     models = [
         {"name": m, "cost": float(c), "quality": float(q)}
         for m, c, q in zip(test.models, test.mean_cost(), test.mean_quality(), strict=True)

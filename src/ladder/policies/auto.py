@@ -2,9 +2,10 @@
 
 For one λ it fits the candidate families and options — threshold and DP cascades over
 the best chains, with plug-in weights α (theory.md §9) and with or without the answer
-vote — and keeps the one whose objective on held-out folds of the training split is
-best. The single model it predicts best is always a candidate, so its top end cannot
-fall below that model. Nothing is chosen on test.
+vote — and, when the log has prompts, the routed cascade (a router picks the first rung,
+which contains the plain router) — and keeps the one whose objective on held-out folds
+of the training split is best. The single model it predicts best is always a candidate,
+so its top end cannot fall below that model. Nothing is chosen on test.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from sklearn.base import BaseEstimator, clone
 from ladder.policies.base import Outcome, best_model
 from ladder.policies.baselines import FixedModel
 from ladder.policies.chains import DP_CANDIDATES, BestChain
-from ladder.policies.stages import PredictorCache
+from ladder.policies.routed import RoutedCascade
+from ladder.policies.stages import ALPHAS, PredictorCache
 from ladder.runlog.table import QueryTable
-
-ALPHAS = (0.0, 0.5, 1.0)  # plug-in weights of the labels tried (1 = labels only)
 
 
 def fixed_outcome(table: QueryTable, cache: PredictorCache, model: int) -> Outcome:
@@ -35,7 +35,7 @@ class AutoCascade(BaseEstimator):
 
     alphas: plug-in weights tried; vote: also try the answer vote on the best cascade
     found (needs answers in the log); max_stages: longest chain searched besides the full
-    ladder.
+    ladder; route: also try the routed cascade (needs prompts in the log).
     Fitted: `policy_` (the chosen policy), `choice_` (its family and options) and
     `candidates_` (every candidate's held-out objective, for the report).
     """
@@ -43,19 +43,26 @@ class AutoCascade(BaseEstimator):
     family = "auto"
 
     def __init__(self, lam: float = 0.0, max_stages: int = 3, alphas: Sequence[float] = ALPHAS,
-                 vote: bool = True, predictor: str = "logistic"):
+                 vote: bool = True, predictor: str = "logistic", route: bool = True):
         self.lam = lam
         self.max_stages = max_stages
         self.alphas = alphas
         self.vote = vote
         self.predictor = predictor
+        self.route = route
 
     def fit(self, table: QueryTable, cache: PredictorCache | None = None,
-            fitted: Mapping[tuple[str, float, bool], BestChain] | None = None) -> AutoCascade:
+            fitted: Mapping[tuple[str, float, bool], BestChain] | None = None,
+            routed: BaseEstimator | None = None) -> AutoCascade:
         """fitted: candidates already fitted at this λ on the same cache, keyed by (kind,
-        alpha, vote) — the evaluation's threshold and dp families — reused, not refitted."""
+        alpha, vote) — the evaluation's threshold and dp families — reused, not refitted;
+        routed: the routed cascade at this λ, likewise (fitted here when `route` is set and
+        the log has prompts)."""
         cache = cache or PredictorCache(table, self.predictor)
         fitted = dict(fitted or {})
+        if routed is None and self.route and table.prompts is not None:
+            routed = RoutedCascade(self.lam, self.max_stages, self.predictor,
+                                   self.alphas).fit(table, cache)
         for alpha in self.alphas:
             key = ("threshold", alpha, False)
             if key not in fitted:
@@ -83,6 +90,10 @@ class AutoCascade(BaseEstimator):
             # (a search of its own per option would triple the fitting time)
             voted = clone(best[2]).set_params(vote=True).fit(table, cache)
             candidates.append((voted.train_objective_, {**best[1], "vote": True}, voted))
+        if routed is not None:  # a router picks the first rung (contains router and cascade)
+            candidates.append((routed.train_objective_, {
+                "kind": "routed", "alpha": None, "vote": False, "chain": list(routed.chain_),
+                "start_price": routed.start_price_}, routed))
         scores = np.array([c[0] for c in candidates])
         winner = int(np.argmax(scores))  # ties: the first, the simplest (fixed comes first)
         self.train_objective_, self.choice_, self.policy_ = candidates[winner]

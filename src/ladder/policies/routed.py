@@ -24,11 +24,10 @@ from copy import copy
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ladder.policies.auto import ALPHAS
 from ladder.policies.base import Outcome
 from ladder.policies.chains import candidate_chains
 from ladder.policies.router import Router, RouterCache
-from ladder.policies.stages import PredictorCache
+from ladder.policies.stages import ALPHAS, PredictorCache
 from ladder.policies.threshold import ThresholdCascade
 from ladder.runlog.table import QueryTable
 
@@ -77,7 +76,7 @@ class RoutedCascade(BaseEstimator):
     def fit(self, table: QueryTable, cache: PredictorCache | None = None,
             router_cache: RouterCache | None = None) -> RoutedCascade:
         cache = cache or PredictorCache(table, self.predictor)
-        if router_cache is None or router_cache.train is not table:
+        if router_cache is None or not router_cache.serves(table):
             router_cache = RouterCache(table, self.variants)
         router = Router(self.lam, self.variants).fit(table, router_cache)
         oof = router_cache.fitted[router.variant_][1]

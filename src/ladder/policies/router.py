@@ -144,6 +144,19 @@ class RouterCache:
                 features, kind = _parse(name)
                 self.fitted[name] = PromptQuality(features, kind, n_folds).fit_oof(train)
 
+    def serves(self, table: QueryTable) -> bool:
+        """Whether the out-of-fold ĝ are `table`'s: the same queries and models (a copy of
+        the table, as a worker process receives, serves too)."""
+        return self.train is table or (
+            self.train.models == table.models
+            and np.array_equal(self.train.query_ids, table.query_ids))
+
+
+def router_cache(table: QueryTable) -> RouterCache | None:
+    """The router variants fitted on `table`, or None when it has no prompts (the router,
+    the routed cascade and auto's routed option are then left out)."""
+    return None if table.prompts is None else RouterCache(table)
+
 
 class Router(TransientCache, BaseEstimator):
     """argmax_m ĝ_m(x) − λ·ĉ_m(x) over the pool, or budget mode between two models.
@@ -168,7 +181,7 @@ class Router(TransientCache, BaseEstimator):
         if self.budget is not None and not 0 <= self.budget <= 1:
             raise ValueError(f"budget is a share of strong-model calls in [0, 1], "
                              f"got {self.budget}")
-        if not isinstance(cache, RouterCache) or cache.train is not table:
+        if not isinstance(cache, RouterCache) or not cache.serves(table):
             cache = RouterCache(table, self.variants, self.n_folds)
         names = list(self.variants) if self.variants else cache.variants
         self.models_ = table.models

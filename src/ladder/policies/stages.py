@@ -102,6 +102,7 @@ class PredictorCache:
         return np.where(np.isnan(table.quality), predicted, blended)
 
 
+ALPHAS = (0.0, 0.5, 1.0)  # plug-in weights of the labels tuning tries (1 = labels only)
 POOL_STRENGTHS = (0.1, 0.3, 1.0, 3.0, 10.0)  # scale of the task terms; 10 ≈ unpooled
 
 
