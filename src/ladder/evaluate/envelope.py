@@ -167,7 +167,7 @@ def shadow_ratios(points: Sequence[PolicyPoint]) -> list[dict]:
                            and p.shadow_prices[i] is not None])
         used = len(ratios) > 0
         q1, median, q3 = np.percentile(ratios, [25, 50, 75]) if used else (None,) * 3
-        rows.append({"boundary": i + 1, "n_lambdas": int(len(ratios)),
+        rows.append({"boundary": i + 1, "n_lambdas": len(ratios),
                      "median_ratio": None if median is None else float(median),
                      "q1": None if q1 is None else float(q1),
                      "q3": None if q3 is None else float(q3)})
