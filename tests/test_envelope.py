@@ -9,13 +9,17 @@ import pytest
 from tests.test_report import synthetic_table
 
 from ladder.evaluate.envelope import (
+    chosen_on_train,
     envelope,
     pair_frontiers,
+    refund_family,
     refunded,
+    shadow_ratios,
     signal_strength,
     structural_check,
     switching_points,
 )
+from ladder.evaluate.experiment import PolicyPoint
 from ladder.policies.base import Outcome
 from ladder.policies.stages import PredictorCache
 
@@ -83,3 +87,41 @@ def test_signal_strength_by_hand():
     post = np.array([0.9, 0.1, 0.8, 0.2, 0.5])  # perfect: 1.0
     assert signal_strength(pre, post, correct) == {"pre_auroc": 0.75, "post_auroc": 1.0}
     assert signal_strength(pre, post, np.ones(5))["pre_auroc"] is None
+
+
+def test_chosen_on_train_takes_the_best_held_out_pair_at_each_lambda(small):
+    table, _, pairs = small
+    chosen = chosen_on_train(pairs, table, LAMBDAS)
+    assert len(chosen.points) == len(LAMBDAS)
+    for i, point in enumerate(chosen.points):
+        best = max(pair.objectives[i] for pair in pairs)
+        assert chosen.objectives[i] == best
+        owner = next(p for p in pairs if p.objectives[i] == best)
+        assert point is owner.points[i]
+    # each pair's points carry the boundary's shadow price (one boundary per pair)
+    assert all(len(p.shadow_prices) == 1 for pair in pairs for p in pair.points)
+
+
+def test_refund_family_refunds_each_point_by_its_own_first_stage(small):
+    table, _, pairs = small
+    points = [pairs[0].points[3], pairs[-1].points[3]]  # first stages 0 and 1
+    outcomes = [pairs[0].outcomes[3], pairs[-1].outcomes[3]]
+    moved = refund_family("r", points, outcomes, table, LAMBDAS)
+    for p, o, r in zip(points, outcomes, moved.outcomes, strict=True):
+        expected = refunded(o, table, table.index(p.chain[0]))
+        np.testing.assert_allclose(r.cost, expected.cost)
+        assert r.mean_cost <= o.mean_cost + 1e-15
+    assert moved.points[1].cost == pytest.approx(moved.outcomes[1].mean_cost)
+
+
+def test_shadow_ratios_by_hand():
+    def point(lam, rates):
+        return PolicyPoint("t", lam, 0.0, 0.0, 0.0, 0.0, ("a", "b", "c"), {}, rates)
+
+    points = [point(0.0, (5.0, 5.0)),  # λ = 0: no ratio
+              point(1.0, (1.0, None)), point(2.0, (4.0, 3.0)), point(4.0, (2.0, 2.0))]
+    rows = shadow_ratios(points)
+    assert rows[0] == {"boundary": 1, "n_lambdas": 3, "median_ratio": 1.0, "q1": 0.75,
+                       "q3": 1.5}
+    assert rows[1]["n_lambdas"] == 2 and rows[1]["median_ratio"] == pytest.approx(1.0)
+    assert shadow_ratios([]) == []

@@ -38,6 +38,7 @@ class Frontier:
     points: list[PolicyPoint]
     outcomes: list[Outcome]
     summary: dict
+    objectives: tuple[float, ...] = ()  # per point: held-out objective on train folds
 
 
 def _models(test: QueryTable) -> list[dict]:
@@ -48,17 +49,20 @@ def _models(test: QueryTable) -> list[dict]:
 def chain_frontier(name: str, chain: Sequence[str], train: QueryTable, test: QueryTable,
                    lambdas: Sequence[float], cache: PredictorCache) -> Frontier:
     """A threshold cascade over a fixed chain, fitted at each λ on train, on test."""
-    points, outcomes = [], []
+    points, outcomes, objectives = [], [], []
     for lam in lambdas:
         policy = ThresholdCascade(list(chain), float(lam)).fit(train, cache)
         outcome = policy.replay(test, cache)
         on_train = policy.replay(train, cache)
+        rates = tuple(None if np.isnan(x) else float(x) for x in policy.shadow_prices_)
         points.append(PolicyPoint(name, float(lam), outcome.mean_cost, outcome.mean_quality,
                                   on_train.mean_cost, on_train.mean_quality, tuple(chain),
-                                  outcome.stage_mix(test.models), ()))
+                                  outcome.stage_mix(test.models), rates))
         outcomes.append(outcome)
+        objectives.append(float(policy.train_objective_))
     return Frontier(name, points, outcomes,
-                    summarise(points, _models(test), oracle_hull(test, lambdas)))
+                    summarise(points, _models(test), oracle_hull(test, lambdas)),
+                    tuple(objectives))
 
 
 def pair_frontiers(train: QueryTable, test: QueryTable, lambdas: Sequence[float],
@@ -119,3 +123,52 @@ def structural_check(cascade: Frontier, test: QueryTable, lambdas: Sequence[floa
                           p.stage_mix, ())
               for p, o in zip(cascade.points, outcomes, strict=True)]
     return summarise(points, _models(test), oracle_hull(test, lambdas))
+
+
+def chosen_on_train(pairs: Sequence[Frontier], test: QueryTable,
+                    lambdas: Sequence[float]) -> Frontier:
+    """The deployable envelope: at each λ the pair with the best held-out objective on the
+    training folds (the `envelope` hull picks its pair on test, after the fact)."""
+    points, outcomes, objectives = [], [], []
+    for i in range(len(lambdas)):
+        best = max(pairs, key=lambda pair: pair.objectives[i])  # ties: the first pair
+        points.append(best.points[i])
+        outcomes.append(best.outcomes[i])
+        objectives.append(best.objectives[i])
+    return Frontier("best pair (chosen on train)", points, outcomes,
+                    summarise(points, _models(test), oracle_hull(test, lambdas)),
+                    tuple(objectives))
+
+
+def refund_family(name: str, points: Sequence[PolicyPoint], outcomes: Sequence[Outcome],
+                  test: QueryTable, lambdas: Sequence[float]) -> Frontier:
+    """Any cascade family with each point's own first stage (its chain's first model)
+    refunded on the queries it escalated (`refunded`): structural_check for families
+    whose chain changes with λ, e.g. the best subsequence or the envelope's pairs."""
+    refunds = [refunded(o, test, test.index(p.chain[0])) for p, o in zip(points, outcomes,
+                                                                            strict=True)]
+    moved = [PolicyPoint(name, p.lam, o.mean_cost, o.mean_quality, p.train_cost,
+                         p.train_quality, p.chain, p.stage_mix, ())
+             for p, o in zip(points, refunds, strict=True)]
+    return Frontier(name, moved, refunds, summarise(moved, _models(test),
+                                                    oracle_hull(test, lambdas)))
+
+
+def shadow_ratios(points: Sequence[PolicyPoint]) -> list[dict]:
+    """Seed 003's single-shadow-price check (theory.md §3): per stage boundary, the median
+    over λ > 0 of the boundary's marginal quality per cost (`shadow_prices_`, on train)
+    divided by λ, its quartiles, and at how many λ the boundary was in use. At the
+    optimum every used boundary trades at λ (ratio 1)."""
+    width = max((len(p.shadow_prices) for p in points), default=0)
+    rows = []
+    for i in range(width):
+        ratios = np.array([p.shadow_prices[i] / p.lam for p in points
+                           if p.lam > 0 and len(p.shadow_prices) > i
+                           and p.shadow_prices[i] is not None])
+        used = len(ratios) > 0
+        q1, median, q3 = np.percentile(ratios, [25, 50, 75]) if used else (None,) * 3
+        rows.append({"boundary": i + 1, "n_lambdas": len(ratios),
+                     "median_ratio": None if median is None else float(median),
+                     "q1": None if q1 is None else float(q1),
+                     "q3": None if q3 is None else float(q3)})
+    return rows
