@@ -66,7 +66,7 @@ def test_convert_then_evaluate_writes_json_and_report(shared_data, tmp_path):
         assert ci["aiq"]["low"] <= summary["aiq"] <= ci["aiq"]["high"]
     assert {(c["a"], c["b"]) for c in document["comparisons"]} >= {("auto", "threshold"),
                                                                   ("auto", "fixed")}
-    assert all(p["choice"]["kind"] in ("fixed", "threshold", "dp")
+    assert all(p["choice"]["kind"] in ("fixed", "threshold", "dp", "routed")
                for p in document["policies"] if p["family"] == "auto")
     assert "## Intervals" in (report / "report.md").read_text()
 

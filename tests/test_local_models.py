@@ -208,10 +208,29 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--out", str(out), "--limit", "40"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "cascade (auto, live)" in text and "oracle" in text
+    assert "cascade (auto, live)" in text and "oracle" in text and "pyramid MoA" in text
     assert "quality above the line between the two models" in text
     assert "replay of the logged outputs: 20/20" in text
     for name in ("report.md", "frontier.png", "policy.json", "runlog.jsonl"):
         assert (out / name).is_file()
     assert "## Live cascade" in (out / "report.md").read_text()
-    assert len((out / "runlog.jsonl").read_text().splitlines()) == 80
+    # both models on every item, SmolLM2's second template on the 20 train items
+    assert len((out / "runlog.jsonl").read_text().splitlines()) == 100
+
+
+def test_concurrent_loads_leave_the_process_output_alone() -> None:
+    """Two models loading in two threads at once (a pyramid's layer 1, SmolLM2 under two
+    templates, starting) must not leave sys.stdout / sys.stderr or fd 2 pointing at
+    /dev/null afterwards (it did 2 times in 3 before loads were serialised)."""
+    stdout, stderr, fd2 = sys.stdout, sys.stderr, os.readlink("/proc/self/fd/2")
+    backends = [LlamaCppBackend("smollm2-135m"), LlamaCppBackend("smollm2-135m")]
+
+    async def both() -> None:
+        item = ITEMS[0]
+        await asyncio.gather(*(b.score_options(item.prompt, item.options) for b in backends))
+
+    asyncio.run(both())
+    assert sys.stdout is stdout and sys.stderr is stderr
+    assert os.readlink("/proc/self/fd/2") == fd2
+    for backend in backends:
+        asyncio.run(backend.aclose())

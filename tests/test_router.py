@@ -250,3 +250,18 @@ def test_routellm_prompts_reach_the_table(shared_data) -> None:
     assert any(p.startswith("Janet") for p in gsm8k.prompts)  # GSM8K test's first question
     assert pd.Series(mmlu.prompts).nunique() > 0.99 * mmlu.n
     np.testing.assert_allclose(gsm8k.mean_quality(), [0.6373, 0.8577], atol=5e-5)
+
+
+def test_knn_single_sparse_row_equals_the_batch_path() -> None:
+    """A live decision's fast path (one sparse row) gives the batch path's ĝ."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    X = sp.random(80, 50, density=0.1, random_state=1, format="csr")
+    quality = (rng.random((80, 3)) < 0.6).astype(float)
+    quality[rng.random((80, 3)) < 0.2] = np.nan
+    model = KNNQuality(n_neighbors=7).fit(X, quality)
+    queries = sp.random(12, 50, density=0.15, random_state=2, format="csr")
+    batch = model.predict(queries)
+    rows = np.vstack([model.predict(queries[i]) for i in range(12)])
+    np.testing.assert_allclose(rows, batch, atol=1e-12)

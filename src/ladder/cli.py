@@ -326,10 +326,12 @@ def fit_command(
 def demo_command(
     out: Annotated[Path, typer.Option(help="Folder for the run log, policy and report "
                                       "(a rerun reuses its log).")] = Path("reports/demo"),
-    lam: Annotated[float | None, typer.Option("--lambda", help="Trade-off λ (default: one "
-                                              "call of the largest model is worth 0.25 "
-                                              "accuracy).")] = None,
-    policy: Annotated[str, typer.Option(help="auto, threshold, dp or seed_heuristic.")]
+    lam: Annotated[float | None, typer.Option("--lambda", help="Trade-off λ (default: chosen "
+                                              "on the train half, where auto's held-out "
+                                              "outcome lies furthest above the two models' "
+                                              "mixing line).")] = None,
+    policy: Annotated[str, typer.Option(help="auto, threshold, dp, seed_heuristic, router "
+                                        "or routed.")]
     = "auto",
     limit: Annotated[int | None, typer.Option(help="Use only this many built-in items.")]
     = None,
@@ -339,8 +341,9 @@ def demo_command(
     from ladder.demo import MODELS, run_demo
     from ladder.fit import POLICIES
 
-    if policy not in POLICIES:
-        raise _fail(f"unknown policy '{policy}'; choose one of {', '.join(POLICIES)}")
+    if policy not in POLICIES or policy == "moa":
+        raise _fail(f"unknown policy '{policy}' for the demo; choose one of "
+                    f"{', '.join(p for p in POLICIES if p != 'moa')} (its pyramid row is moa)")
     if limit is not None and limit < 20:
         raise _fail("--limit must be at least 20 items (10 to fit on, 10 to test)")
     console.print(f"models: {', '.join(MODELS)} (in process, llama.cpp); run log: "

@@ -2,7 +2,17 @@
 
 Collects (or reuses) a run log of both models on every item, fits a policy on the
 train half, runs the live cascade with `decode` on the test half, and compares it
-with each model alone and the oracle; the engine's evaluation draws the frontier.
+with each model alone, a Pyramid MoA and the oracle; the engine's evaluation draws the
+frontier.
+
+λ, unless given, is chosen on the train half: of a grid of multiples of the two models'
+exchange rate there (quality gained per unit of cost going from SmolLM2 to Gemma, the
+slope of the line that mixing them at random draws), the one at which `auto`'s held-out
+training outcome lies furthest above that line. At λ = the slope, J_λ minus either
+model's J_λ is exactly the height above the line, so the grid searches near it.
+
+The Pyramid MoA row asks SmolLM2 under two prompt templates (layer 1; the second
+template is logged on the train half only, to fit P_fail) and Gemma as the oracle.
 """
 
 from __future__ import annotations
@@ -19,9 +29,14 @@ from ladder.config import Config, config_from_dict
 from ladder.evaluate.experiment import evaluate
 from ladder.evaluate.intervals import Resamples
 from ladder.fit import fit_policy
+from ladder.policies.auto import AutoCascade
 from ladder.policies.base import single_model
 from ladder.policies.baselines import Oracle
+from ladder.policies.moa import PyramidMoA
 from ladder.policies.persist import save_policy
+from ladder.policies.routed import RoutedCascade
+from ladder.policies.router import router_cache
+from ladder.policies.stages import PredictorCache
 from ladder.report import fmt, markdown_table, write_report
 from ladder.rung import rungs_from_config
 from ladder.runlog import QueryTable, load_runlog
@@ -29,20 +44,20 @@ from ladder.runtime import Cascade, Result, policy_chain
 from ladder.tasks import Item, builtin_tasks
 
 MODELS = ("smollm2-135m", "gemma3-270m")
-WORTH = 0.25  # default λ: one call of the largest model is worth this much accuracy
+SECOND = "smollm2-135m-alt"  # SmolLM2 under a second template: Pyramid MoA's other member
+SECOND_TEMPLATE = "Q: {prompt}\nThe correct answer is"
+SLOPE_MULTIPLES = (0.25, 0.5, 1.0, 2.0)  # λ grid, in units of the train mixing line's slope
 
 
 def demo_config() -> Config:
-    """Both embedded models in process, priced per token in proportion to their size."""
-    return config_from_dict({
-        "models": [
-            {"name": m, "backend": "llamacpp", "model": m,
-             "price": {"input_per_mtok": EMBEDDED[m].params_millions / 1000}}
-            for m in MODELS
-        ],
-        "task": {"type": "choice"},
-        "defaults": {"concurrency": 1},
-    })
+    """Both embedded models in process, priced per token in proportion to their size, and
+    SmolLM2 again under a second template."""
+    models = [{"name": m, "backend": "llamacpp", "model": m,
+               "price": {"input_per_mtok": EMBEDDED[m].params_millions / 1000}}
+              for m in MODELS]
+    models.append({**models[0], "name": SECOND, "template": SECOND_TEMPLATE})
+    return config_from_dict({"models": models, "task": {"type": "choice"},
+                             "defaults": {"concurrency": 1}})
 
 
 def demo_items(limit: int | None = None, seed: int = 0) -> list[Item]:
@@ -66,6 +81,7 @@ class DemoRow:
 class DemoResult:
     rows: list[DemoRow]
     lam: float
+    lam_note: str  # how λ was set
     chain: tuple[str, ...]
     n_train: int
     n_test: int
@@ -89,24 +105,28 @@ def run_demo(out: Path, lam: float | None = None, policy: str = "auto",
     items = demo_items(limit)
     config = demo_config()
     log = out / "runlog.jsonl"
-    collect(items, rungs_from_config(config), log,
-            on_row=lambda model, done, total: progress and progress(f"collect {model}", done,
-                                                                    total))
+
+    def tick(stage: str) -> Callable[[str, int, int], None]:
+        return lambda model, done, total: progress and progress(f"{stage} {model}", done, total)
+
+    rungs = rungs_from_config(config)
+    collect(items, {m: rungs[m] for m in MODELS}, log, on_row=tick("collect"))
+    train_items = [i for i in items if i.meta["split"] == "train"]
+    collect(train_items, {SECOND: rungs[SECOND]}, log, on_row=tick("collect"))
     ids = {i.id for i in items}
     df = load_runlog(log)
-    table = QueryTable.from_runlog(df[df["query_id"].isin(ids)], models=list(MODELS))
+    df = df[df["query_id"].isin(ids)]
+    table = QueryTable.from_runlog(df, models=list(MODELS))
     train, test = table.rows(table.split == "train"), table.rows(table.split == "test")
+    lam_note = "given"
     if lam is None:
-        lam = WORTH / float(train.mean_cost()[-1])
+        lam, multiple = demo_lambda(train)
+        lam_note = (f"{multiple:g} × the train mixing line's slope, where auto's held-out "
+                    "train outcome lies furthest above that line")
     fitted = fit_policy(train, policy, lam, max_stages=len(MODELS))
     policy_path = save_policy(fitted, out / "policy.json")
     test_items = [i for i in items if i.meta["split"] == "test"]
-    with Cascade(rungs_from_config(config), fitted, "choice", concurrency=1) as cascade:
-        results = []
-        for k, item in enumerate(test_items):
-            results.append(cascade.decode(item))
-            if progress:
-                progress("decode (live cascade)", k + 1, len(test_items))
+    results = _decode(config, fitted, test_items, "decode (live cascade)", progress)
     offline = fitted.replay(test)
     position = {q: k for k, q in enumerate(test.query_ids)}
     matches = sum(
@@ -118,10 +138,13 @@ def run_demo(out: Path, lam: float | None = None, policy: str = "auto",
     live = np.array([[r.quality, r.cost] for r in results], dtype=float)
     order = [position[i.id] for i in test_items]
     margin = line_margin(live[:, 0], live[:, 1], test.quality[order], test.cost[order])
-    rows.append(DemoRow(f"cascade ({policy}, live)",
-                        float(np.mean([r.quality for r in results])),
-                        float(np.mean([r.cost for r in results])),
-                        _stop_shares([r.trace[-1].model for r in results])))
+    rows.append(_live_row(f"cascade ({policy}, live)", results))
+    pyramid = PyramidMoA(lam, layer1=[MODELS[0], SECOND], oracle=MODELS[1]).fit(
+        QueryTable.from_runlog(df[df["split"] == "train"], models=[MODELS[0], SECOND,
+                                                                    MODELS[1]]))
+    rows.append(_live_row("pyramid MoA (SmolLM2 × 2 templates → Gemma, live)",
+                          _decode(config, pyramid, test_items, "decode (live pyramid)",
+                                  progress)))
     oracle = Oracle(lam).fit(train).replay(test)
     rows.append(DemoRow("oracle (knows every answer)", oracle.mean_quality, oracle.mean_cost,
                         _stop_shares([test.models[i] for i in oracle.last_run])))
@@ -130,31 +153,77 @@ def run_demo(out: Path, lam: float | None = None, policy: str = "auto",
     evaluation = evaluate(train, test, split="built-in split (alternate items)",
                           max_stages=len(MODELS))
     report = write_report(evaluation, out, title="ladder demo: embedded models, built-in tasks")
-    result = DemoResult(rows, lam, policy_chain(fitted), train.n, test.n, int(matches),
-                        margin, results, log, policy_path, report)
+    result = DemoResult(rows, lam, lam_note, policy_chain(fitted), train.n, test.n,
+                        int(matches), margin, results, log, policy_path, report)
     with report.open("a", encoding="utf-8") as f:
         f.write("\n" + live_section(result))
     return result
+
+
+def demo_lambda(train: QueryTable) -> tuple[float, float]:
+    """(λ, its multiple of the slope): the grid point where auto's held-out outcome on the
+    training queries lies furthest above the two models' mixing line (ties: the first)."""
+    train = train.by_cost()
+    quality, cost = train.mean_quality(), train.mean_cost()
+    slope = max((quality[1] - quality[0]) / (cost[1] - cost[0]), 0.0)
+    cache, routers = PredictorCache(train), router_cache(train)
+    best = (-np.inf, 1.0)
+    for multiple in SLOPE_MULTIPLES:
+        lam = slope * multiple
+        routed = None if routers is None else RoutedCascade(lam, len(MODELS)).fit(
+            train, cache, routers)
+        held = AutoCascade(lam, len(MODELS), route=False).fit(train, cache,
+                                                              routed=routed).held_out_
+        height = line_margin(held.quality, held.cost, train.quality, train.cost,
+                             n_resamples=0)["point"]
+        best = max(best, (height, multiple), key=lambda b: b[0])
+    return slope * best[1], best[1]
+
+
+def _decode(config: Config, policy: object, items: list[Item], stage: str,
+            progress: Callable[[str, int, int], None] | None) -> list[Result]:
+    with Cascade(rungs_from_config(config, list(policy_chain(policy))), policy, "choice",
+                 concurrency=1) as cascade:
+        results = []
+        for k, item in enumerate(items):
+            results.append(cascade.decode(item))
+            if progress:
+                progress(stage, k + 1, len(items))
+    return results
+
+
+def _live_row(name: str, results: list[Result]) -> DemoRow:
+    """A live run's accuracy, mean cost and how far it went: Gemma where Gemma ran, else
+    SmolLM2 (under either template)."""
+    went = [MODELS[1] if any(t.model == MODELS[1] for t in r.trace) else MODELS[0]
+            for r in results]
+    return DemoRow(name, float(np.mean([r.quality for r in results])),
+                   float(np.mean([r.cost for r in results])), _stop_shares(went))
+
+
+def _heights(means: np.ndarray) -> np.ndarray:
+    """Rows of mean (quality, cost, model qualities ×2, model costs ×2) → the quality above
+    the line between the two models at that cost (flat past the dearer one)."""
+    q, c, mq, mc = means[:, 0], means[:, 1], means[:, 2:4], means[:, 4:6]
+    cheap = np.argmin(mc, axis=1)
+    rows = np.arange(len(means))
+    qa, ca, qb, cb = mq[rows, cheap], mc[rows, cheap], mq[rows, 1 - cheap], mc[rows, 1 - cheap]
+    w = np.clip((c - ca) / np.where(cb > ca, cb - ca, np.inf), 0.0, 1.0)
+    return q - (qa + w * (qb - qa))
 
 
 def line_margin(quality: np.ndarray, cost: np.ndarray, model_quality: np.ndarray,
                 model_cost: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> dict:
     """How much better (in quality) the live cascade is than mixing its two models at random
     at the same mean cost: the straight line between the models, flat past the dearer one.
-    Per-item arrays; the 90% interval resamples the items (paired: same items for all)."""
-    resamples = Resamples.draw(len(quality), n_resamples, seed)
-
-    def margins(means: np.ndarray) -> np.ndarray:
-        q, c, mq, mc = means[:, 0], means[:, 1], means[:, 2:4], means[:, 4:6]
-        cheap = np.argmin(mc, axis=1)
-        rows = np.arange(len(means))
-        qa, ca, qb, cb = mq[rows, cheap], mc[rows, cheap], mq[rows, 1 - cheap], mc[rows, 1 - cheap]
-        w = np.clip((c - ca) / np.where(cb > ca, cb - ca, np.inf), 0.0, 1.0)
-        return q - (qa + w * (qb - qa))
-
+    Per-item arrays; the 90% interval resamples the items (paired: same items for all;
+    none when n_resamples is 0)."""
     values = np.column_stack([quality, cost, model_quality, model_cost])
-    point = float(margins(values.mean(axis=0)[None])[0])
-    low, high = np.percentile(margins(resamples.means(values)), [5, 95])
+    point = float(_heights(values.mean(axis=0)[None])[0])
+    if not n_resamples:
+        return {"point": point, "resamples": 0}
+    resamples = Resamples.draw(len(quality), n_resamples, seed)
+    low, high = np.percentile(_heights(resamples.means(values)), [5, 95])
     return {"point": point, "low": float(low), "high": float(high), "resamples": n_resamples}
 
 
@@ -166,7 +235,7 @@ def live_section(result: DemoResult) -> str:
     return "\n".join([
         "## Live cascade (decode on the test half)", "",
         f"Policy fitted on {result.n_train} train items at λ = {result.lam:.4g} "
-        f"(one call of the largest model worth {WORTH} accuracy unless λ was given); "
+        f"({result.lam_note}); "
         f"chain {' → '.join(result.chain)}; {result.n_test} test items decoded live.", "",
         markdown_table(header, rows), "",
         f"Live decisions equal to the offline replay of the logged outputs: "

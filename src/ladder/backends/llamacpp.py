@@ -38,19 +38,26 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return logits - top - np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
 
 
+_LOADING = threading.Lock()
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """llama.cpp prints load-time notes even when not verbose, from C to fd 2 and through
     llama-cpp-python's log callback to sys.stderr; they would break progress bars. Load
-    errors still surface as exceptions."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    errors still surface as exceptions. One load at a time in the process: the swaps of
+    fd 2 and sys.stderr (and llama-cpp-python's own of sys.stdout) are process-wide, and
+    two interleaved in threads (a pyramid's layer 1 starting concurrently) would leave
+    the process printing to /dev/null."""
+    with _LOADING:
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+                os.dup2(devnull.fileno(), 2)
+                yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _close_files(*files: object) -> None:

@@ -34,6 +34,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import normalize
 
 from ladder.policies.base import held_out_folds
+from ladder.prompt_features import TransientCache
 
 Matrix = np.ndarray | sp.spmatrix
 _EPS = 1e-4  # predicted probabilities are kept inside [ε, 1 − ε]
@@ -106,7 +107,7 @@ class LogisticQuality(BaseEstimator):
         return np.clip(out, _EPS, 1 - _EPS)
 
 
-class KNNQuality(BaseEstimator):
+class KNNQuality(TransientCache, BaseEstimator):
     """Mean quality of each model over the `n_neighbors` most similar training prompts
     (cosine similarity of the feature rows); unlabelled cells are left out of the mean."""
 
@@ -120,7 +121,10 @@ class KNNQuality(BaseEstimator):
         return self
 
     def predict(self, X: Matrix, chunk: int = 1024) -> np.ndarray:
-        """In chunks of rows, so the similarity matrix stays small on large logs."""
+        """In chunks of rows, so the similarity matrix stays small on large logs; one sparse
+        row (a live decision) by its few non-zero features alone."""
+        if sp.issparse(X) and X.shape[0] == 1 and sp.issparse(self.X_):
+            return self._predict_sparse_row(sp.csr_matrix(X))
         X = normalize(X)
         k = min(self.n_neighbors, self.X_.shape[0])
         out = np.empty((X.shape[0], self.quality_.shape[1]))
@@ -129,13 +133,31 @@ class KNNQuality(BaseEstimator):
             similarity = (similarity.toarray() if sp.issparse(similarity)
                           else np.asarray(similarity))
             nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-            neighbours = self.quality_[nearest]  # (rows, k_nn, models)
-            known = ~np.isnan(neighbours)
-            counts = known.sum(axis=1)
-            sums = np.where(known, neighbours, 0.0).sum(axis=1)
-            out[start:start + chunk] = np.where(counts > 0, sums / np.maximum(counts, 1),
-                                                self.prior_)
+            out[start:start + chunk] = self._mean_quality(nearest)
         return out
+
+    def _mean_quality(self, nearest: np.ndarray) -> np.ndarray:
+        """(rows, k_nn) neighbour indices → (rows, models) mean known quality (the prior
+        where no neighbour has a label)."""
+        neighbours = self.quality_[nearest]  # (rows, k_nn, models)
+        known = ~np.isnan(neighbours)
+        counts = known.sum(axis=1)
+        sums = np.where(known, neighbours, 0.0).sum(axis=1)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), self.prior_)
+
+    def _predict_sparse_row(self, row: sp.csr_matrix) -> np.ndarray:
+        """Cosine similarities of one row from the training columns it touches: ~20× less
+        work than normalising it and multiplying the whole training matrix."""
+        if "_cache_by_feature" not in self.__dict__:
+            self._cache_by_feature = sp.csr_matrix(self.X_.T)
+        norm = np.sqrt(row.data @ row.data)
+        k = min(self.n_neighbors, self.X_.shape[0])
+        if norm == 0:
+            similarity = np.zeros(self.X_.shape[0])
+        else:
+            similarity = self._cache_by_feature[row.indices].T @ (row.data / norm)
+        nearest = np.argpartition(-np.asarray(similarity).ravel(), k - 1)[:k]
+        return self._mean_quality(nearest[None, :])
 
 
 class IRTQuality(BaseEstimator):
