@@ -252,10 +252,14 @@ def test_routellm_prompts_reach_the_table(shared_data) -> None:
     np.testing.assert_allclose(gsm8k.mean_quality(), [0.6373, 0.8577], atol=5e-5)
 
 
-def test_knn_single_sparse_row_equals_the_batch_path() -> None:
+@pytest.mark.parametrize("dense_cells", [0, 10**9])  # the sparse and the dense fast path
+def test_knn_single_sparse_row_equals_the_batch_path(monkeypatch, dense_cells: int) -> None:
     """A live decision's fast path (one sparse row) gives the batch path's ĝ."""
     import scipy.sparse as sp
 
+    from ladder.policies import router_models
+
+    monkeypatch.setattr(router_models, "DENSE_CELLS", dense_cells)
     rng = np.random.default_rng(0)
     X = sp.random(80, 50, density=0.1, random_state=1, format="csr")
     quality = (rng.random((80, 3)) < 0.6).astype(float)

@@ -107,6 +107,9 @@ class LogisticQuality(BaseEstimator):
         return np.clip(out, _EPS, 1 - _EPS)
 
 
+DENSE_CELLS = 5_000_000  # a kNN router keeps its transposed training matrix dense below this
+
+
 class KNNQuality(TransientCache, BaseEstimator):
     """Mean quality of each model over the `n_neighbors` most similar training prompts
     (cosine similarity of the feature rows); unlabelled cells are left out of the mean."""
@@ -148,8 +151,10 @@ class KNNQuality(TransientCache, BaseEstimator):
     def _predict_sparse_row(self, row: sp.csr_matrix) -> np.ndarray:
         """Cosine similarities of one row from the training columns it touches: ~20× less
         work than normalising it and multiplying the whole training matrix."""
-        if "_cache_by_feature" not in self.__dict__:
-            self._cache_by_feature = sp.csr_matrix(self.X_.T)
+        if "_cache_by_feature" not in self.__dict__:  # features × rows, dense when small:
+            by_feature = sp.csr_matrix(self.X_.T)     # sparse row slicing costs ~50 µs
+            small = by_feature.shape[0] * by_feature.shape[1] <= DENSE_CELLS
+            self._cache_by_feature = by_feature.toarray() if small else by_feature
         norm = np.sqrt(row.data @ row.data)
         k = min(self.n_neighbors, self.X_.shape[0])
         if norm == 0:
