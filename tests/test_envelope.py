@@ -6,7 +6,6 @@ from itertools import combinations
 
 import numpy as np
 import pytest
-from tests.test_report import synthetic_table
 
 from ladder.evaluate.envelope import (
     chosen_on_train,
@@ -22,6 +21,7 @@ from ladder.evaluate.envelope import (
 from ladder.evaluate.experiment import PolicyPoint
 from ladder.policies.base import Outcome
 from ladder.policies.stages import PredictorCache
+from test_report import synthetic_table
 
 LAMBDAS = np.geomspace(10.0, 3000.0, 9)
 

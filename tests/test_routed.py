@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.test_policies import assert_same_outcome
-from tests.test_router import TOPICS  # topic -> P(correct) of (cheap, dear)
 
 from ladder.policies.chains import BestChain
 from ladder.policies.persist import load_policy, save_policy
@@ -14,6 +12,8 @@ from ladder.policies.router import Router, RouterCache
 from ladder.policies.stages import PredictorCache
 from ladder.runlog import QueryTable
 from ladder.runlog.table import SIGNAL_COLUMNS
+from test_policies import assert_same_outcome
+from test_router import TOPICS  # topic -> P(correct) of (cheap, dear)
 
 LAM = 0.02  # the dear model's call is worth 0.2 of quality
 
