@@ -137,13 +137,14 @@ def test_latex_escaping() -> None:
 def test_renderings_identical_rows() -> None:
     n = 30
     same = outcome(np.full(n, 2.0), np.linspace(0, 1, n))
-    table = compare_all("p_1", same, {"Fixed a_b": same})
+    table = compare_all("p_1", same, {"Fixed a_b": same}, margin=0.02)
     row = table.comparisons[0]
     assert row.adjusted == {t: 1.0 for t in row.adjusted}
     assert row.cost_dz is None and row.speedup["point"] == 1.0
     assert any("zero" in note for note in table.notes)
     md, tex = to_markdown(table), to_latex(table)
     assert "| Fixed a_b | " in md and "1.00× [1.00×, 1.00×]" in md
+    assert "within 2 pt" in md and "| yes |" in md
     assert r"Fixed a\_b &" in tex and r"\begin{tabular}{lrrrrrrrrr}" in tex
     assert "_" not in tex.split(r"\begin{tabular}")[1].replace(r"\_", "")
 

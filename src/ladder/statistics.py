@@ -184,6 +184,7 @@ class StatsTable:
     resamples: int
     first_stop: dict | None = None  # share of queries answered by the first model run
     notes: list[str] = field(default_factory=list)
+    margin: float = 0.01  # the "quality preserved" margin the renderings judge
 
     def row(self, baseline: str) -> Comparison:
         return next(c for c in self.comparisons if c.baseline == baseline)
@@ -191,7 +192,7 @@ class StatsTable:
 
 def compare_all(policy: str, ours: Outcome, baselines: Mapping[str, Outcome], *,
                 b: int = RESAMPLES, seed: int = 0, level: float = LEVEL,
-                stopped_first: ArrayLike | None = None) -> StatsTable:
+                stopped_first: ArrayLike | None = None, margin: float = 0.01) -> StatsTable:
     """Every baseline against `ours` on one set of b seeded resamples, then Holm.
 
     stopped_first: per query, True where the policy stopped at the first model it ran;
@@ -209,7 +210,7 @@ def compare_all(policy: str, ours: Outcome, baselines: Mapping[str, Outcome], *,
                     if r.tests[t].note})
     first = None if stopped_first is None else mean_interval(
         resamples, np.asarray(stopped_first, np.float64), level)
-    return StatsTable(policy, rows, level, b, first, notes)
+    return StatsTable(policy, rows, level, b, first, notes, margin)
 
 
 def choose_point(evaluation: Evaluation, family: str = "auto",
@@ -248,7 +249,8 @@ def choose_point(evaluation: Evaluation, family: str = "auto",
 
 def seed001_table(evaluation: Evaluation, train: QueryTable, test: QueryTable, *,
                   family: str = "auto", fraction: float = 0.95, b: int = RESAMPLES,
-                  seed: int = 0, level: float = LEVEL) -> tuple[StatsTable, PolicyPoint]:
+                  seed: int = 0, level: float = LEVEL,
+                  margin: float = 0.01) -> tuple[StatsTable, PolicyPoint]:
     """Seed 001's §8.1 table, honestly: the train-chosen point against every single model
     (Fixed-each) and a Random mix cost-matched on train (RandomMix at the point's
     training cost), all replayed on test. Returns the table and the chosen point."""
@@ -260,7 +262,7 @@ def seed001_table(evaluation: Evaluation, train: QueryTable, test: QueryTable, *
     baselines["Random (cost-matched)"] = (RandomMix(target_cost=point.train_cost)
                                           .fit(train).replay(test))
     table = compare_all(f"{family} λ={point.lam:.4g}", ours, baselines, b=b, seed=seed,
-                        level=level, stopped_first=one_model_run(test, ours))
+                        level=level, stopped_first=one_model_run(test, ours), margin=margin)
     table.notes.insert(0, how)
     return table, point
 
@@ -284,8 +286,13 @@ def _range(ci: Mapping[str, float | None], spec: str, suffix: str = "") -> str:
     return f"{one(ci['point'])} [{one(ci['low'])}, {one(ci['high'])}]"
 
 
-HEADER = ["baseline", "our cost", "base cost", "speedup [CI]", "Δ quality [CI]",
-          "within 1 pt", "p cost t / W", "p quality t / W", "d_z cost", "d_z quality"]
+def _header(table: StatsTable) -> list[str]:
+    return ["baseline", "our cost", "base cost", "speedup [CI]", "Δ quality [CI]",
+            f"within {100 * table.margin:g} pt", "p cost t / W", "p quality t / W",
+            "d_z cost", "d_z quality"]
+
+
+YES_NO = {True: "yes", False: "no", None: "—"}
 
 
 def _cells(table: StatsTable) -> list[list[str]]:
@@ -296,7 +303,7 @@ def _cells(table: StatsTable) -> list[list[str]]:
         rows.append([
             c.baseline, fmt(c.our_cost, "cost"), fmt(c.base_cost, "cost"),
             _range(c.speedup, ".2f", "×"), _range(c.quality_diff, "+.3f"),
-            {True: "yes", False: "no", None: "—"}[quality_preserved(c.quality_diff, 0.01)],
+            YES_NO[quality_preserved(c.quality_diff, table.margin)],
             f"{_p(a['cost_t'])} / {_p(a['cost_w'])}",
             f"{_p(a['quality_t'])} / {_p(a['quality_w'])}",
             fmt(c.cost_dz, "ratio").replace("-", "−"),
@@ -310,9 +317,9 @@ def to_markdown(table: StatsTable) -> str:
     caption = (f"{table.policy} against each baseline on the test queries: {table.level:.0%} "
                f"paired bootstrap intervals ({table.resamples:,} resamples), p-values "
                "Holm-adjusted over every test in the table, d_z on per-query differences "
-               "(cost: base − ours; quality: ours − base). 'within 1 pt': the interval's "
-               "lower end of Δ quality is ≥ −0.01.")
-    return caption + "\n\n" + markdown_table(HEADER, _cells(table))
+               f"(cost: base − ours; quality: ours − base). 'within {100 * table.margin:g} pt': "
+               f"the lower end of Δ quality's interval is ≥ −{table.margin:g}.")
+    return caption + "\n\n" + markdown_table(_header(table), _cells(table))
 
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
@@ -330,10 +337,11 @@ def latex_escape(text: str) -> str:
 
 def to_latex(table: StatsTable) -> str:
     """The table as a plain LaTeX tabular (no booktabs), every cell escaped."""
-    header = " & ".join(latex_escape(h) for h in HEADER) + r" \\"
+    names = _header(table)
+    header = " & ".join(latex_escape(h) for h in names) + r" \\"
     body = [" & ".join(latex_escape(c) for c in row) + r" \\" for row in _cells(table)]
     return "\n".join([
         f"% {latex_escape(table.policy)}: {table.level:.0%} bootstrap intervals "
         f"({table.resamples} resamples); p-values Holm-adjusted over the table",
-        r"\begin{tabular}{" + "l" + "r" * (len(HEADER) - 1) + "}", r"\hline", header,
+        r"\begin{tabular}{" + "l" + "r" * (len(names) - 1) + "}", r"\hline", header,
         r"\hline", *body, r"\hline", r"\end{tabular}", ""])
