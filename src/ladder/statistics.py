@@ -60,6 +60,9 @@ class TestResult:
     note: str = ""
 
 
+NO_DIFFERENCE = TestResult(None, 1.0, "all differences are zero: p = 1 by convention")
+
+
 def _differences(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if x.ndim != 1 or x.shape != y.shape or x.size < 2:
@@ -78,7 +81,7 @@ def _constant(d: np.ndarray) -> bool:
 def _degenerate(d: np.ndarray) -> TestResult | None:
     """The cases scipy answers with NaN or a warning: no difference, or a constant one."""
     if not d.any():
-        return TestResult(None, 1.0, "all differences are zero: p = 1 by convention")
+        return NO_DIFFERENCE
     if _constant(d):
         return TestResult(math.copysign(math.inf, d[0]), 0.0,
                           "constant non-zero difference: t is infinite, p = 0")
@@ -100,7 +103,7 @@ def wilcoxon(a: ArrayLike, b: ArrayLike) -> TestResult:
     its default); p = 1 with a note when every difference is zero."""
     d = _differences(a, b)
     if not d.any():
-        return _degenerate(d)  # type: ignore[return-value]
+        return NO_DIFFERENCE
     result = stats.wilcoxon(d)
     return TestResult(float(result.statistic), float(result.pvalue))
 
