@@ -41,6 +41,7 @@ __all__ = [
     "frontier_intervals",
     "frontier_metrics",
     "interval",
+    "mean_interval",
     "paired_difference",
     "paired_mean_interval",
     "replicate_metrics",
@@ -376,6 +377,16 @@ def paired_mean_interval(
         point = va.mean() / vb.mean() if ratio else va.mean() - vb.mean()
     low, high = _ends(reps, level)
     return {"point": _number(point), "low": low, "high": high}
+
+
+def mean_interval(resamples: Resamples, values: ArrayLike,
+                  level: float = 0.90) -> dict[str, float | None]:
+    """Percentile interval of mean(values) over the resamples, e.g. a share of queries."""
+    v = np.asarray(values, np.float64)
+    if v.shape != (resamples.n,):
+        raise ValueError(f"mean_interval: values must have shape ({resamples.n},)")
+    low, high = _ends(resamples.means(v), level)
+    return {"point": _number(v.mean()), "low": low, "high": high}
 
 
 def frontier_intervals(
