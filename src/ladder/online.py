@@ -207,7 +207,7 @@ class OnlineCascade(BaseEstimator):
     def ran(self, query_id: Hashable) -> tuple[str, ...]:
         """The chain models run so far for a query."""
         h = self.history_
-        return self.chain[: h.ran[h.rows[query_id]]] if query_id in h.rows else ()
+        return h.chain[: h.ran[h.rows[query_id]]] if query_id in h.rows else ()
 
     def update(self, query_id: Hashable, model: str, quality: float) -> None:
         """A label for one model that ran on the query; refits when the schedule says so."""

@@ -186,7 +186,53 @@ def summary(run: RegretRun) -> dict:
         "T": run.T, "best_objective": run.best_objective,
         "regret_per_query": band(end), "relative": band(end / abs(run.best_objective)),
         "sqrt_log_ratio_end": band(ratio[:, -1]),
-        "sqrt_log_ratio_max": band(ratio[:, 8:].max(axis=1)),
+        "sqrt_log_ratio_max": band(ratio[:, min(8, ratio.shape[1] - 1):].max(axis=1)),
         "exponent": band(exponent), "exponent_defined": int(np.isfinite(exponent).sum()),
         "labels_per_query": float(np.mean([o.labels[-1] for o in run.orderings]) / run.T),
     }
+
+
+WARM_FROM = {"mmlu": "medmcqa", "medmcqa": "mmlu", "triviaqa": "gsm8k"}  # prior: its train split
+GRID = {"c": (0.5, 1.0, 2.0), "refit_growth": (0.1, 0.3)}
+WARM_WEIGHTS = (100, 300)
+
+
+@dataclass(frozen=True)
+class Learner:
+    """A picklable learner factory (joblib sends it to worker processes)."""
+
+    chain: tuple[str, ...]
+    lam: float
+    params: tuple[tuple[str, object], ...] = ()
+    warm: QueryTable | None = None
+
+    def __call__(self, seed: int) -> OnlineCascade:
+        return OnlineCascade(list(self.chain), self.lam, warm_start=self.warm,
+                             random_state=seed, **dict(self.params))
+
+
+def tune(splits: dict[str, tuple[QueryTable, QueryTable]],
+         priors: dict[str, tuple[QueryTable, QueryTable]], chain: tuple[str, ...], lam: float,
+         orderings: int, n_jobs: int) -> tuple[dict, int, list[str]]:
+    """(c, refit_growth) and the warm weight with the best mean reward per query on the
+    *train* streams (each benchmark's train split, warm prior from its WARM_FROM train
+    split, looked up in `priors`), averaged over benchmarks; the log lines of the search."""
+    def score(params: dict, warm: bool) -> float:
+        means = []
+        for name, (train, _) in splits.items():
+            prior = priors[WARM_FROM[name]][0] if warm else None
+            run = simulate(train, Learner(chain, lam, tuple(params.items()), prior), lam,
+                           orderings, seed=10_000, n_jobs=n_jobs)
+            means.append(np.mean([o.reward.mean() for o in run.orderings]))
+        return float(np.mean(means))
+
+    lines, results = [], {}
+    for c in GRID["c"]:
+        for growth in GRID["refit_growth"]:
+            results[(c, growth)] = score({"c": c, "refit_growth": growth}, warm=False)
+            lines.append(f"c={c}, refit_growth={growth}: {results[(c, growth)]:.4f}")
+    c, growth = max(results, key=results.get)
+    best = {"c": c, "refit_growth": growth}
+    warm_scores = {w: score({**best, "warm_weight": w}, warm=True) for w in WARM_WEIGHTS}
+    lines += [f"warm_weight={w}: {s:.4f}" for w, s in warm_scores.items()]
+    return best, max(warm_scores, key=warm_scores.get), lines
