@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from ladder.experiments.regret import (
-    Ordering, PartialFeedback, RegretRun, growth_exponent, run_ordering, sqrt_log_ratio, summary,
+    Ordering,
+    PartialFeedback,
+    RegretRun,
+    growth_exponent,
+    sqrt_log_ratio,
+    summary,
 )
 from ladder.online import OnlineCascade, exploration_rate
 from ladder.runlog.table import SIGNAL_COLUMNS, QueryTable
@@ -24,7 +29,7 @@ def synthetic(n: int, seed: int = 0) -> QueryTable:
     quality = (rng.uniform(size=(n, 2)) < np.column_stack([conf[:, 0], np.full(n, 0.9)]))
     signals = {name: np.full((n, 2), np.nan) for name in SIGNAL_COLUMNS}
     signals["confidence"] = conf
-    return QueryTable(query_ids=np.array([f"q{i}" for i in range(n)], dtype=object),
+    return QueryTable(query_ids=np.array([f"s{seed}q{i}" for i in range(n)], dtype=object),
                       models=("small", "large"), quality=quality.astype(float),
                       cost=np.tile([0.01, 0.3], (n, 1)), signals=signals)
 
@@ -91,7 +96,7 @@ class Guarded(np.ndarray):
 
     poison: np.ndarray
 
-    def __getitem__(self, key):  # noqa: ANN001, ANN204
+    def __getitem__(self, key):
         if isinstance(key, tuple) and len(key) == 2 and all(
                 isinstance(k, (int, np.integer)) for k in key) and self.poison[key]:
             raise AssertionError(f"read the unrun cell {key}")
@@ -120,20 +125,15 @@ def test_never_reads_an_unrun_model():
 
 
 def test_learner_improves_with_labels():
-    stream, fresh = synthetic(500, seed=1), synthetic(2000, seed=2)
-    best = np.zeros(stream.n)
-    rewards = []
-    for seed in range(3):
-        run = run_ordering(stream, learner, best, seed, frozen_at=400)
-        rewards.append(run.frozen.mean())
+    stream, fresh = synthetic(400, seed=1), synthetic(1000, seed=2)
+    for seed in range(2):
         online = learner(seed)
-        env = PartialFeedback(stream, tuple(online.chain))
-        for row in np.random.default_rng(seed).permutation(stream.n):
-            env.serve(online, row)
+        env, judged = (PartialFeedback(t, tuple(online.chain)) for t in (stream, fresh))
+        rewards = [env.serve(online, row)[0]
+                   for row in np.random.default_rng(seed).permutation(stream.n)]
         online.c, online.next_refit_ = 0.0, np.inf
-        judged = PartialFeedback(fresh, tuple(online.chain))
         frozen = np.mean([judged.serve(online, row, label=False)[0] for row in range(fresh.n)])
         # always escalating: 0.9 − 0.31 = 0.59; the best threshold (0.6): 0.67
         assert frozen > 0.64, frozen
         assert 0.45 < online.thresholds_[0] < 0.75
-    assert np.mean(rewards) > 0.62
+        assert np.mean(rewards[-200:]) > np.mean(rewards[:50])
