@@ -53,8 +53,14 @@ def _best_cut(scores: np.ndarray, gain: np.ndarray) -> float:
     return float((s[end] + below) / 2) if np.isfinite(below) else float(s[end] - 1e-9)
 
 
-def fit_thresholds(scores: np.ndarray, rewards: np.ndarray, max_sweeps: int = 20) -> np.ndarray:
-    """Per-stage thresholds maximising mean reward (last stage always stops)."""
+def fit_thresholds(scores: np.ndarray, rewards: np.ndarray, max_sweeps: int = 20,
+                   unreached: str = "escalate") -> np.ndarray:
+    """Per-stage thresholds maximising mean reward (last stage always stops).
+
+    unreached: the cut of a stage no row reaches: 'escalate' (inf; it never matters on
+    these rows) or 'fit' (fitted on every row, as if all reached it). 'fit' avoids a fixed
+    point of the coordinate ascent where an unreached stage escalates to the most expensive
+    model, which makes escalating to it look worse than it is, so no row reaches it again."""
     n, r = scores.shape
     thresholds = np.full(r, np.inf)
     thresholds[-1] = -np.inf
@@ -63,6 +69,8 @@ def fit_thresholds(scores: np.ndarray, rewards: np.ndarray, max_sweeps: int = 20
         previous = thresholds.copy()
         for i in range(r - 2, -1, -1):
             reach = np.ones(n, bool) if i == 0 else _follow(scores, thresholds, 0) >= i
+            if unreached == "fit" and not reach.any():
+                reach = np.ones(n, bool)
             later = _follow(scores[reach], thresholds, i + 1)
             gain = rewards[reach, i] - rewards[rows[reach], later]
             thresholds[i] = _best_cut(scores[reach, i], gain)
