@@ -1,0 +1,111 @@
+"""`ladder experiments`: every (experiment, unit) pair in one joblib pool, results merged
+into OUT/summary.json (earlier runs' results of other experiments are kept) and the
+results page re-rendered from it."""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+from threadpoolctl import threadpool_limits
+
+from ladder.experiments.base import NAMES, experiment
+from ladder.experiments.data import DataDir
+from ladder.experiments.page import render_page
+
+
+class NothingToRun(ValueError):
+    """None of the chosen experiments recognises a dataset in the data folder."""
+
+
+def _jsonable(x: object) -> object:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON-able: {type(x).__name__}")
+
+
+def _run_unit(name: str, unit: str, root: Path, cache: Path, out: Path) -> dict:
+    """One unit in a worker: one BLAS thread (the pool already fills the cores)."""
+    start = time.perf_counter()
+    data = DataDir(root, cache=cache)
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with threadpool_limits(1):
+            result = experiment(name).run(unit, data, folder)
+        # round-trip now, so a non-JSON-able result fails in its own unit
+        result = json.loads(json.dumps(result, default=_jsonable))
+        return {"name": name, "unit": unit, "result": result,
+                "seconds": time.perf_counter() - start}
+    except Exception as error:  # one failed unit must not lose the others' results
+        return {"name": name, "unit": unit, "error": f"{type(error).__name__}: {error}",
+                "traceback": traceback.format_exc(), "seconds": time.perf_counter() - start}
+
+
+def plan(names: Sequence[str], data: DataDir) -> list[tuple[str, str]]:
+    """The (experiment, unit) pairs to run, longest first."""
+    tasks = [(name, unit) for name in names for unit in experiment(name).units(data)]
+    return sorted(tasks, key=lambda t: -experiment(t[0]).cost(t[1]))
+
+
+def run(names: Sequence[str], root: Path, out: Path, page: Path, n_jobs: int = 2,
+        progress: Callable[[str, int], None] | None = None) -> dict:
+    """Run the chosen experiments on every dataset under `root` they recognise; write
+    OUT/<experiment>/ files, OUT/summary.json and the page. progress(label, total) is
+    called once per finished unit. Returns the summary."""
+    unknown = sorted(set(names) - set(NAMES))
+    if unknown:
+        raise ValueError(f"unknown experiment(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(NAMES)} or all")
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ladder-experiments-") as cache:
+        data = DataDir(root, cache=Path(cache))
+        tasks = plan(names, data)
+        if not tasks:
+            raise NothingToRun(
+                f"none of {', '.join(names)} recognises a dataset under {root} (it holds "
+                f"{', '.join(sorted(data.found)) or 'no known log'}; the experiments read "
+                "zellinger-cascades, mot-cascade-date and routellm-gpt4-mixtral)")
+        jobs = Parallel(n_jobs=min(n_jobs, len(tasks)), return_as="generator_unordered")
+        done = []
+        for item in jobs(delayed(_run_unit)(n, u, data.root, data.cache, out)
+                         for n, u in tasks):
+            done.append(item)
+            if progress:
+                progress(f"{item['name']} {item['unit']}", len(tasks))
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    runs = summary.setdefault("experiments", {})
+    for name in names:
+        runs[name] = {"date": str(date.today()), "units": {}, "seconds": {}, "errors": {}}
+    natural = [(n, u) for n in names for u in experiment(n).units(data)]
+    by_order = {task: i for i, task in enumerate(natural)}
+    for item in sorted(done, key=lambda i: by_order[(i["name"], i["unit"])]):
+        entry = runs[item["name"]]
+        entry["seconds"][item["unit"]] = round(item["seconds"], 1)
+        if "error" in item:
+            entry["errors"][item["unit"]] = item["error"]
+            (out / item["name"] / f"{item['unit'].replace('/', '_')}.error.txt").write_text(
+                item["traceback"])
+        else:
+            entry["units"][item["unit"]] = item["result"]
+    summary.update(data=str(root), python=platform.python_version(),
+                   last_run={"experiments": list(names), "jobs": n_jobs,
+                             "seconds": round(time.perf_counter() - start, 1),
+                             "date": str(date.today())})
+    summary_path.write_text(json.dumps(summary, indent=1, default=_jsonable))
+    render_page(summary, out, page)
+    return summary
