@@ -137,3 +137,19 @@ def test_learner_improves_with_labels():
         assert frozen > 0.64, frozen
         assert 0.45 < online.thresholds_[0] < 0.75
         assert np.mean(rewards[-200:]) > np.mean(rewards[:50])
+
+
+def test_refit_waits_for_labels_once_the_warm_prior_fades():
+    """The prior counts for warm_weight queries; after that a rung with no own label (here:
+    the dear model never ran) must defer the refit, not fit a predictor on no rows."""
+    prior = synthetic(50, seed=1)
+    online = OnlineCascade(["small", "large"], LAM, warm_start=prior, warm_weight=3,
+                           random_state=0)
+    assert online.predictors_ is not None  # fitted on the prior at once
+    env = PartialFeedback(synthetic(10, seed=2), ("small", "large"))
+    for row in range(5):
+        env._observe(online, row, 0)
+        online.update(env.table.query_ids[row], "small", float(env.table.quality[row, 0]))
+    assert not online._labelled_everywhere()
+    online.refit_every, online.next_refit_ = 1, 0
+    online.update(env.table.query_ids[0], "small", 1.0)  # would have raised before the fix

@@ -10,9 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ladder.cli_common import console, fail, progress_bar, split_names
+from ladder.cli_experiments import experiments_command
 from ladder.runlog import QueryTable, RunLogError, load_runlog, write_runlog
 from ladder.runlog.converters import FORMATS, convert
 
@@ -22,7 +23,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
 MAX_LAMBDAS = 200  # evaluate's λ sweep: each value costs a fit of every family
 ALL_ROWS = "all"  # `ladder fit --split all`: fit on every row, whatever the split column says
 FormatOption = Annotated[
@@ -30,25 +30,9 @@ FormatOption = Annotated[
 ]
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}")  # messages quote [extras], paths
-    return typer.Exit(code=2)
-
-
-def _names(option: str | None) -> list[str] | None:
-    """A comma-separated option as a list of names (None when not given)."""
-    return [m.strip() for m in option.split(",") if m.strip()] if option else None
-
-
-def _bar() -> Progress:
-    """The progress bar every long command shows (on stderr, gone when done)."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=True)
-
-
 def _check_format(format: str) -> None:
     if format not in FORMATS:
-        raise _fail(f"unknown format '{format}'; choose one of {', '.join(FORMATS)}")
+        raise fail(f"unknown format '{format}'; choose one of {', '.join(FORMATS)}")
 
 
 @app.command("convert")
@@ -66,7 +50,7 @@ def convert_command(
         df = validate_runlog(convert(src, format))
         write_runlog(df, output)
     except RunLogError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     console.print(
         f"wrote {len(df):,} rows ({df['query_id'].nunique():,} queries × "
         f"{df['model'].nunique()} models) to {output}"
@@ -131,15 +115,15 @@ def evaluate_command(
     from ladder.prompt_features import FeatureError
 
     if predictor not in KINDS:
-        raise _fail(f"unknown predictor '{predictor}'; choose one of {', '.join(KINDS)}")
+        raise fail(f"unknown predictor '{predictor}'; choose one of {', '.join(KINDS)}")
     if stability < 0:
-        raise _fail("--stability must be 0 (off) or a number of refits")
+        raise fail("--stability must be 0 (off) or a number of refits")
     if max_stages < 1 or lambdas < 1:
-        raise _fail("--max-stages and --lambdas must be at least 1")
+        raise fail("--max-stages and --lambdas must be at least 1")
     if lambdas > MAX_LAMBDAS:
-        raise _fail(f"--lambdas {lambdas}: at most {MAX_LAMBDAS} (every λ fits every family "
+        raise fail(f"--lambdas {lambdas}: at most {MAX_LAMBDAS} (every λ fits every family "
                     "once; the default 20 already traces the frontier)")
-    chosen = _names(models)
+    chosen = split_names(models)
     try:
         df = load_runlog(log, format)
         table = QueryTable.from_runlog(df, models=chosen, benchmark=benchmark)
@@ -147,7 +131,7 @@ def evaluate_command(
         pooled = (pooled_training(QueryTable.from_runlog(df, models=chosen), train, benchmark)
                   if pool else None)
     except RunLogError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if table.dropped:
         console.print(f"[yellow]dropped {table.dropped} queries missing a model[/yellow]")
     console.print(f"{table.n} queries × {table.k} models; split: {how} "
@@ -156,7 +140,7 @@ def evaluate_command(
         console.print("[yellow]the most accurate model costs 0 on test, so no cost is traded: "
                       "metrics that are shares of its cost (cost_at_*, CPT, APGR, gap closure) "
                       "are undefined, shown as —[/yellow]")
-    with _bar() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("fitting", total=None)
 
         def advance(description: str, total: int) -> None:
@@ -168,7 +152,7 @@ def evaluate_command(
                                   pool=pooled, n_resamples=1000 if intervals else 0,
                                   n_refits=stability)
         except (RunLogError, FeatureError) as error:
-            raise _fail(str(error)) from None
+            raise fail(str(error)) from None
     for note in evaluation.notes:
         console.print(f"[yellow]{escape(note)}[/yellow]")
     out = Console() if sys.stdout.isatty() else Console(width=140)
@@ -208,8 +192,8 @@ def collect_command(
     try:
         items = builtin_tasks() if str(tasks) == "builtin" else load_tasks(tasks)
         settings = load_config(config)
-        rungs = rungs_from_config(settings, _names(models))
-        with _bar() as bar:
+        rungs = rungs_from_config(settings, split_names(models))
+        with progress_bar() as bar:
             task = bar.add_task("collecting", total=None)
 
             def advance(model: str, done: int, total: int) -> None:
@@ -218,7 +202,7 @@ def collect_command(
             summary = collect(items, rungs, output,
                               concurrency or settings.defaults.concurrency, advance)
     except (TaskError, ConfigError, CollectError, BackendError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; every finished row is in {output} — rerun the "
                       "same command to resume[/yellow]")
@@ -277,7 +261,7 @@ def fit_command(
 
     try:
         df = load_runlog(log, format)
-        table = QueryTable.from_runlog(df, models=_names(models), benchmark=benchmark)
+        table = QueryTable.from_runlog(df, models=split_names(models), benchmark=benchmark)
         labels = set(table.split) if table.split is not None else set()
         if split is None:
             split = "train" if "train" in labels else ALL_ROWS
@@ -293,9 +277,9 @@ def fit_command(
         if operating and (lam is not None or policy != "auto" or chain is not None):
             raise RunLogError("--target-quality and --budget choose λ for the auto policy: "
                               "give neither --lambda, --policy nor --chain with them")
-        with _bar() as bar:
+        with progress_bar() as bar:
             bar.add_task(f"fitting {policy} on {table.n} queries", total=None)
-            pooled = (pooled_training(QueryTable.from_runlog(df, models=_names(models)), table,
+            pooled = (pooled_training(QueryTable.from_runlog(df, models=split_names(models)), table,
                                       benchmark) if pool else None)
             point = None
             if operating:
@@ -305,10 +289,10 @@ def fit_command(
                 lam = getattr(fitted, "lam", 0.0)
             else:
                 lam = 0.0 if lam is None else lam
-                fitted = fit_policy(table, policy, lam, _names(chain), max_stages, predictor,
+                fitted = fit_policy(table, policy, lam, split_names(chain), max_stages, predictor,
                                     pooled)
     except (RunLogError, ValueError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     save_policy(fitted, output)
     if point is not None:
         console.print(f"promise: {point.promise}; on the training queries (held out) quality "
@@ -342,14 +326,14 @@ def demo_command(
     from ladder.fit import POLICIES
 
     if policy not in POLICIES or policy == "moa":
-        raise _fail(f"unknown policy '{policy}' for the demo; choose one of "
+        raise fail(f"unknown policy '{policy}' for the demo; choose one of "
                     f"{', '.join(p for p in POLICIES if p != 'moa')} (its pyramid row is moa)")
     if limit is not None and limit < 20:
-        raise _fail("--limit must be at least 20 items (10 to fit on, 10 to test)")
+        raise fail("--limit must be at least 20 items (10 to fit on, 10 to test)")
     console.print(f"models: {', '.join(MODELS)} (in process, llama.cpp); run log: "
                   f"{out / 'runlog.jsonl'}")
     try:
-        with _bar() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("starting", total=None)
 
             def advance(stage: str, done: int, total: int) -> None:
@@ -357,7 +341,7 @@ def demo_command(
 
             result = run_demo(out, lam, policy, limit, advance)
     except BackendError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; the run log keeps every finished row — rerun to "
                       "resume[/yellow]")
@@ -379,6 +363,9 @@ def demo_command(
                       f"same cost): {m['point']:+.3f}, 90% interval [{m['low']:+.3f}, "
                       f"{m['high']:+.3f}]")
     console.print(f"wrote {result.report}, {result.policy} and {result.log}")
+
+
+app.command("experiments")(experiments_command)
 
 
 def main() -> None:

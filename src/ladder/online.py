@@ -225,10 +225,9 @@ class OnlineCascade(BaseEstimator):
                                                     int(self.refit_growth * self.n_labels_))
 
     def _labelled_everywhere(self) -> bool:
-        """Whether every rung has a label of each kind (0 and 1) to fit on, here or warm."""
-        q = self.history_.table().quality
-        if self._warm is not None:
-            q = np.vstack([q, self._warm.quality])
+        """Whether every rung has a label of each kind (0 and 1) in what a refit would fit
+        on: the own history plus what remains of the warm prior."""
+        q = self._fit_table()[0].quality
         return bool(np.all(np.nansum(q, axis=0) >= 1) and np.all(np.nansum(1 - q, axis=0) >= 1))
 
     def _fit_table(self) -> tuple[QueryTable, np.ndarray]:

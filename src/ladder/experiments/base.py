@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ladder.experiments.data import DataDir
 
 HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "not testable here"
+UNSETTLED = "not settled"  # the interval spans the claim
 
 
 @dataclass(frozen=True)
