@@ -65,20 +65,3 @@ def percentiles_us(ns: np.ndarray) -> tuple[float, float, float]:
     """p50, p90, p99 of nanosecond timings, in µs."""
     p50, p90, p99 = np.percentile(ns, [50, 90, 99]) / 1e3
     return float(p50), float(p90), float(p99)
-
-
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
-
-
-def write_section(name: str, section: str, page: Path = RESULTS) -> None:
-    """Put `section` between `<!-- name:begin -->` and `<!-- name:end -->` on the results
-    page, replacing what was there (appended when new); each bench script owns its section
-    and leaves the others as they are."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    block = f"{begin}\n{section.strip()}\n{end}"
-    text = page.read_text() if page.is_file() else ""
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    page.write_text(text.strip("\n") + "\n")
