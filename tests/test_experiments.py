@@ -138,3 +138,15 @@ def test_experiments_command_on_one_log(shared_data: Path, tmp_path: Path):
     ran = {name for name, e in summary["experiments"].items() if e["units"]}
     assert ran and ran <= {"profile", "monotonicity"}
     assert "## The seeds' claims" in (out / "results.md").read_text()
+
+
+def test_plan_starts_each_shared_evaluation_before_its_readers(shared_data: Path):
+    from ladder.experiments.runner import EVALUATION, plan
+
+    order = plan(["tradeoff", "statistical", "regret"], DataDir(shared_data))
+    evaluations = [u for n, u in order if n == EVALUATION]
+    assert evaluations == ["mmlu", "medmcqa", "triviaqa", "gsm8k"]  # each once
+    for name, unit in order:
+        if name in ("tradeoff", "statistical"):
+            assert order.index((EVALUATION, unit)) < order.index((name, unit))
+    assert order[0] == ("regret", "mmlu") or order[1] == ("regret", "mmlu")

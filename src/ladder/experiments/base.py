@@ -62,8 +62,14 @@ class Experiment(ABC):
         experiment's folder, `page` the results page (for relative links)."""
 
     def cost(self, unit: str) -> float:
-        """A rough relative run time, so the pool starts the longest units first."""
+        """A rough relative run time (beyond the shared evaluation), so the pool starts
+        the longest units first."""
         return 1.0
+
+    def shared(self, unit: str) -> list[str]:
+        """The Zellinger benchmarks whose shared evaluation (`DataDir.evaluation`) the unit
+        reads: the runner computes those first, so no worker waits on another's."""
+        return []
 
 
 # name → "module:class"; imported on demand so a worker loads only what it runs

@@ -41,9 +41,13 @@ def _run_unit(name: str, unit: str, root: Path, cache: Path, out: Path) -> dict:
     start = time.perf_counter()
     data = DataDir(root, cache=cache)
     folder = out / name
-    folder.mkdir(parents=True, exist_ok=True)
+    if name != EVALUATION:
+        folder.mkdir(parents=True, exist_ok=True)
     try:
         with threadpool_limits(1):
+            if name == EVALUATION:
+                data.evaluation(unit)
+                return {"name": name, "unit": unit, "seconds": time.perf_counter() - start}
             result = experiment(name).run(unit, data, folder)
         # round-trip now, so a non-JSON-able result fails in its own unit
         result = json.loads(json.dumps(result, default=_jsonable))
@@ -54,10 +58,28 @@ def _run_unit(name: str, unit: str, root: Path, cache: Path, out: Path) -> dict:
                 "traceback": traceback.format_exc(), "seconds": time.perf_counter() - start}
 
 
+EVALUATION = "evaluation"  # the task name of a shared evaluation, run before its readers
+EVALUATION_COST = 3.0  # relative to the experiments' `cost` figures
+
+
 def plan(names: Sequence[str], data: DataDir) -> list[tuple[str, str]]:
-    """The (experiment, unit) pairs to run, longest first."""
+    """The (experiment, unit) pairs to run, in the order the pool should start them: the
+    shared evaluations the units read, each paired with the longest independent unit so
+    both workers stay busy, then every unit that reads an evaluation, longest first."""
     tasks = [(name, unit) for name in names for unit in experiment(name).units(data)]
-    return sorted(tasks, key=lambda t: -experiment(t[0]).cost(t[1]))
+    needed = list(dict.fromkeys(b for n, u in tasks for b in experiment(n).shared(u)))
+    free = sorted((t for t in tasks if not experiment(t[0]).shared(t[1])),
+                  key=lambda t: -experiment(t[0]).cost(t[1]))
+    readers = sorted((t for t in tasks if experiment(t[0]).shared(t[1])),
+                     key=lambda t: -experiment(t[0]).cost(t[1]))
+    head: list[tuple[str, str]] = []
+    evaluations = [(EVALUATION, b) for b in needed]
+    while evaluations or free:
+        for pending in (free, evaluations):
+            if pending and (pending is evaluations or not evaluations
+                            or experiment(pending[0][0]).cost(pending[0][1]) >= EVALUATION_COST):
+                head.append(pending.pop(0))
+    return head + readers
 
 
 def run(names: Sequence[str], root: Path, out: Path, page: Path, n_jobs: int = 2,
@@ -93,7 +115,9 @@ def run(names: Sequence[str], root: Path, out: Path, page: Path, n_jobs: int = 2
         runs[name] = {"date": str(date.today()), "units": {}, "seconds": {}, "errors": {}}
     natural = [(n, u) for n in names for u in experiment(n).units(data)]
     by_order = {task: i for i, task in enumerate(natural)}
-    for item in sorted(done, key=lambda i: by_order[(i["name"], i["unit"])]):
+    evaluations = {i["unit"]: round(i["seconds"], 1) for i in done if i["name"] == EVALUATION}
+    for item in sorted((i for i in done if i["name"] != EVALUATION),
+                       key=lambda i: by_order[(i["name"], i["unit"])]):
         entry = runs[item["name"]]
         entry["seconds"][item["unit"]] = round(item["seconds"], 1)
         if "error" in item:
@@ -104,6 +128,7 @@ def run(names: Sequence[str], root: Path, out: Path, page: Path, n_jobs: int = 2
             entry["units"][item["unit"]] = item["result"]
     summary.update(data=str(root), python=platform.python_version(),
                    last_run={"experiments": list(names), "jobs": n_jobs,
+                             "shared_evaluation_seconds": evaluations,
                              "seconds": round(time.perf_counter() - start, 1),
                              "date": str(date.today())})
     summary_path.write_text(json.dumps(summary, indent=1, default=_jsonable))

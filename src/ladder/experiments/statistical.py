@@ -35,8 +35,11 @@ class Statistical(Experiment):
     def units(self, data: DataDir) -> list[str]:
         return data.benchmarks("zellinger")
 
+    def shared(self, unit: str) -> list[str]:
+        return [unit]
+
     def cost(self, unit: str) -> float:
-        return 4.0 if unit == "mmlu" else 2.0  # the shared evaluation, when first to ask
+        return 0.5
 
     def run(self, unit: str, data: DataDir, out: Path) -> dict:
         train, test, how, evaluation = data.evaluation(unit)

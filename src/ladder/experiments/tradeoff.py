@@ -93,8 +93,11 @@ class Tradeoff(Experiment):
     def units(self, data: DataDir) -> list[str]:
         return data.benchmarks("zellinger")
 
+    def shared(self, unit: str) -> list[str]:
+        return [unit]
+
     def cost(self, unit: str) -> float:
-        return 4.0 if unit == "mmlu" else 2.0
+        return 1.0
 
     def run(self, unit: str, data: DataDir, out: Path) -> dict:
         train, test, how, evaluation = data.evaluation(unit)
