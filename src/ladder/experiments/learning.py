@@ -20,6 +20,7 @@ from ladder.evaluate.split import pooled_training
 from ladder.experiments.base import (
     FAILS,
     HOLDS,
+    UNSETTLED,
     UNTESTABLE,
     Experiment,
     Finding,
@@ -227,8 +228,8 @@ def _few_labels(results: dict[str, dict]) -> Finding:
         return Finding("few-labels", "fewer than two subsamples of ≤ 30 queries",
                        UNTESTABLE)
     mean, low, high = ci
-    verdict = HOLDS if low >= ZT_GAIN else FAILS if high < ZT_GAIN else UNTESTABLE
-    settled = "" if verdict != UNTESTABLE else "; not settled: the interval contains +10.2%"
+    verdict = HOLDS if low >= ZT_GAIN else FAILS if high < ZT_GAIN else UNSETTLED
+    settled = "" if verdict != UNSETTLED else "; not settled: the interval contains +10.2%"
     return Finding("few-labels",
                    f"auto pooled vs threshold alone at {' and '.join(map(str, FEW))} queries: "
                    f"{mean:+.1%} AIQ [{low:+.1%}, {high:+.1%}] ({LEVEL:.0%} t over "
@@ -245,8 +246,8 @@ def _samples(results: dict[str, dict]) -> Finding:
         return Finding("samples", "fewer than two seeds give auto's AIQ shortfall a slope",
                        UNTESTABLE)
     mean, low, high = ci
-    verdict = HOLDS if high <= RATE else FAILS if low > RATE else UNTESTABLE
-    settled = "" if verdict != UNTESTABLE else f"; not settled: the interval contains {RATE}"
+    verdict = HOLDS if high <= RATE else FAILS if low > RATE else UNSETTLED
+    settled = "" if verdict != UNSETTLED else f"; not settled: the interval contains {RATE}"
     return Finding("samples",
                    f"slope of auto's AIQ shortfall (our proxy for ε) against n: {mean:.2f} "
                    f"[{low:.2f}, {high:.2f}] ({LEVEL:.0%} t over {len(values)} benchmark × "
