@@ -220,12 +220,14 @@ def mean_reward(run: RegretRun) -> float:
 
 
 def tune(train: QueryTable, prior: QueryTable | None, chain: tuple[str, ...], lam: float,
-         orderings: int, n_jobs: int = 1) -> tuple[float, int | None, list[str]]:
+         orderings: int, fixed: dict | None = None,
+         n_jobs: int = 1) -> tuple[float, int | None, list[str]]:
     """The exploration constant c, then the warm weight (when a prior is given), with the
     best mean reward per query on streams of the *train* split; and the search's log lines.
-    The refit schedule is not tuned: it only trades compute for how fresh the fit is."""
+    The refit schedule is not tuned (it only trades compute for how fresh the fit is):
+    `fixed` holds it and any other settings every candidate shares."""
     def score(params: dict, warm: QueryTable | None) -> float:
-        learner = Learner(chain, lam, tuple(params.items()), warm)
+        learner = Learner(chain, lam, tuple({**(fixed or {}), **params}.items()), warm)
         return mean_reward(simulate(train, learner, lam, orderings, seed=10_000,
                                     n_jobs=n_jobs))
 
