@@ -59,6 +59,9 @@ def render_page(summary: dict, out: Path, page: Path) -> None:
                     f"- **{unit} failed**: {_cell(message)}" for unit, message in errors.items())
             sections[name] = section
     tally = [f.verdict for s in sections.values() for f in s.findings]
+    found = summary.get("datasets", {})
+    read = {"zellinger", "mot", "routellm"}
+    unread = sorted(name for kind, name in found.items() if kind not in read)
     last = summary.get("last_run", {})
     lines = [
         "# Results: what ladder measures on real logged model outputs", "",
@@ -69,7 +72,10 @@ def render_page(summary: dict, out: Path, page: Path) -> None:
         "command; each section says how it was measured. Every choice (thresholds, chains, "
         "λ, hyper-parameters, operating points) is made on training data, by held-out "
         "folds where a search is involved; test splits are only replayed. Raw numbers: "
-        f"[summary.json]({relative(out / 'summary.json', page)}).", "",
+        f"[summary.json]({relative(out / 'summary.json', page)}). Logs found: "
+        f"{', '.join(sorted(found.values())) or 'not recorded'}"
+        + (f"; recognised but read by no experiment: {', '.join(unread)}" if unread else "")
+        + ".", "",
         "## The seeds' claims", "",
         f"{sum(v == HOLDS for v in tally)} of {len(tally)} measured findings hold. A "
         "verdict needs the whole interval on one side of the claim; otherwise the section "

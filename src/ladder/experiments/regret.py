@@ -196,7 +196,7 @@ def summary(run: RegretRun) -> dict:
 
 
 WARM_FROM = {"mmlu": "medmcqa", "medmcqa": "mmlu", "triviaqa": "gsm8k", "gsm8k": "mmlu"}
-C_GRID = (0.5, 1.0, 2.0)  # exploration constants tried on the train stream
+C_GRID = (0.1, 0.25, 0.5, 1.0, 2.0)  # exploration constants tried on the train stream
 WARM_WEIGHTS = (100, 300)  # how many queries the warm prior is worth
 
 

@@ -127,6 +127,7 @@ def run(names: Sequence[str], root: Path, out: Path, page: Path, n_jobs: int = 2
         else:
             entry["units"][item["unit"]] = item["result"]
     summary.update(data=str(root), python=platform.python_version(),
+                   datasets={kind: path.name for kind, path in data.found.items()},
                    last_run={"experiments": list(names), "jobs": n_jobs,
                              "shared_evaluation_seconds": evaluations,
                              "seconds": round(time.perf_counter() - start, 1),
