@@ -63,12 +63,15 @@ def render_page(summary: dict, out: Path, page: Path) -> None:
     read = {"zellinger", "mot", "routellm"}
     unread = sorted(name for kind, name in found.items() if kind not in read)
     last = summary.get("last_run", {})
+    full = summary.get("full_run")
+    timing = (f"; the last run of all experiments took {full['seconds']:.0f} s with "
+              f"{full['jobs']} processes on {full['date']}" if full else "")
     lines = [
         "# Results: what ladder measures on real logged model outputs", "",
         f"Produced by `{COMMAND}` (the data folder: `{summary.get('data', '?')}`; Python "
         f"{summary.get('python', '?')}; last run {last.get('date', '?')}: "
         f"{', '.join(last.get('experiments', []))} in {last.get('seconds', 0):.0f} s with "
-        f"{last.get('jobs', '?')} processes). Every number below is recomputed by that "
+        f"{last.get('jobs', '?')} processes{timing}). Every number below is recomputed by that "
         "command; each section says how it was measured. Every choice (thresholds, chains, "
         "λ, hyper-parameters, operating points) is made on training data, by held-out "
         "folds where a search is involved; test splits are only replayed. Raw numbers: "
