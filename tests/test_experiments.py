@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -150,3 +151,29 @@ def test_plan_starts_each_shared_evaluation_before_its_readers(shared_data: Path
         if name in ("tradeoff", "statistical"):
             assert order.index((EVALUATION, unit)) < order.index((name, unit))
     assert order[0] == ("regret", "mmlu") or order[1] == ("regret", "mmlu")
+
+
+def _regret_result(exponent: list[float], T: int = 1000) -> dict:
+    s = {"T": T, "best_objective": 0.8, "regret_per_query": [0.02, 0.01, 0.03],
+         "relative": [0.025, 0.0125, 0.0375], "sqrt_log_ratio_end": [0.1, 0.05, 0.2],
+         "exponent": exponent, "exponent_defined": 20, "mean_exponent": exponent[0],
+         "labels_per_query": 2.5}
+    return {"split": "s", "T": T, "c": 0.5, "warm_weight": 100, "search": ["c=0.5: 0.7"],
+            "first": 100, "warm_from": "x", "figure": "r.png", "offline_gap": 0.015,
+            "n_train": 300, "runs": {"cold": s, "warm (x train)": s},
+            "warm_minus_cold": [0.03, 0.01, 0.05], "warm_wins": 0.8,
+            "online_minus_offline": {"cold": [0.0, -0.01, 0.01], "warm": [0.0, -0.01, 0.01]}}
+
+
+def test_regret_finding_compares_the_exponent_band_with_sqrt_t_log_t(tmp_path: Path):
+    from ladder.experiments.regret_report import Regret
+
+    def verdict(band: list[float]) -> str:
+        section = Regret().render({"mmlu": _regret_result(band)}, tmp_path, tmp_path / "p.md")
+        assert "1.50% of J(π*)" in section.markdown  # the offline gap, for scale
+        return section.findings[0].verdict
+
+    bound = 0.5 + 1 / np.log(1000)  # 0.645: √T log T's local slope at T = 1000
+    assert verdict([0.5, 0.4, bound - 0.01]) == HOLDS
+    assert verdict([0.9, bound + 0.01, 1.0]) == FAILS
+    assert verdict([0.6, 0.3, 0.9]) == UNSETTLED
