@@ -65,7 +65,7 @@ def render_page(summary: dict, out: Path, page: Path) -> None:
     last = summary.get("last_run", {})
     full = summary.get("full_run")
     timing = (f"; the last run of all experiments took {full['seconds']:.0f} s with "
-              f"{full['jobs']} processes on {full['date']}" if full else "")
+              f"{full['jobs']} processes on {full['date']}" if full and full != last else "")
     lines = [
         "# Results: what ladder measures on real logged model outputs", "",
         f"Produced by `{COMMAND}` (the data folder: `{summary.get('data', '?')}`; Python "
