@@ -72,6 +72,17 @@ class Experiment(ABC):
         return []
 
 
+class BenchmarkExperiment(Experiment):
+    """An experiment with one unit per Zellinger benchmark, reading that benchmark's shared
+    evaluation (tradeoff, statistical, envelope)."""
+
+    def units(self, data: DataDir) -> list[str]:
+        return data.benchmarks("zellinger")
+
+    def shared(self, unit: str) -> list[str]:
+        return [unit]
+
+
 # name → "module:class"; imported on demand so a worker loads only what it runs
 REGISTRY = {
     "tradeoff": "ladder.experiments.tradeoff:Tradeoff",

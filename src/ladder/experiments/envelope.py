@@ -14,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ladder.experiments.base import FAILS, HOLDS, UNTESTABLE, Experiment, Finding, Section, relative
+from ladder.experiments.base import (
+    FAILS,
+    HOLDS,
+    UNTESTABLE,
+    BenchmarkExperiment,
+    Finding,
+    Section,
+    relative,
+)
 from ladder.experiments.data import DataDir
 from ladder.experiments.envelope_runs import ENV, FULL, LABEL, PAIR, compare
 
@@ -22,15 +30,9 @@ MIN_LAMBDAS = 5  # a boundary's spread over λ is judged only where it is in use
 ROWS = (PAIR, ENV, FULL, "threshold", "dp", "auto", "router", "routed", "moa")
 
 
-class Envelope(Experiment):
+class Envelope(BenchmarkExperiment):
     name = "envelope"
     title = "Seed 003: the pairwise envelope, one shadow price, and routers vs cascades"
-
-    def units(self, data: DataDir) -> list[str]:
-        return data.benchmarks("zellinger")
-
-    def shared(self, unit: str) -> list[str]:
-        return [unit]
 
     def run(self, unit: str, data: DataDir, out: Path) -> dict:
         train, test, how, ev = data.evaluation(unit)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ladder.evaluate.intervals import Resamples, paired_mean_interval
-from ladder.experiments.base import FAILS, HOLDS, Experiment, Finding, Section, relative
+from ladder.experiments.base import FAILS, HOLDS, BenchmarkExperiment, Finding, Section, relative
 from ladder.experiments.data import DataDir
 from ladder.experiments.verdicts import at_least, ci, overall
 from ladder.statistics import RESAMPLES, Comparison, seed001_table, to_latex, to_markdown
@@ -28,15 +28,9 @@ def _improves(row: Comparison) -> bool:
     return cheaper or better
 
 
-class Statistical(Experiment):
+class Statistical(BenchmarkExperiment):
     name = "statistical"
     title = "Seed 001's statistics table, measured"
-
-    def units(self, data: DataDir) -> list[str]:
-        return data.benchmarks("zellinger")
-
-    def shared(self, unit: str) -> list[str]:
-        return [unit]
 
     def cost(self, unit: str) -> float:
         return 0.5

@@ -16,7 +16,7 @@ from ladder.experiments.base import (
     FAILS,
     HOLDS,
     UNSETTLED,
-    Experiment,
+    BenchmarkExperiment,
     Finding,
     Section,
     relative,
@@ -86,15 +86,9 @@ def speedups(evaluation: Evaluation, test: QueryTable, family: str = "auto") -> 
              "retained": p.quality / q} for p in evaluation.family_points(family)]
 
 
-class Tradeoff(Experiment):
+class Tradeoff(BenchmarkExperiment):
     name = "tradeoff"
     title = "Seed 001's trade-off: frontiers, stage distribution, thresholds against λ"
-
-    def units(self, data: DataDir) -> list[str]:
-        return data.benchmarks("zellinger")
-
-    def shared(self, unit: str) -> list[str]:
-        return [unit]
 
     def cost(self, unit: str) -> float:
         return 1.0
