@@ -25,6 +25,7 @@ from ladder.experiments.base import (
 )
 from ladder.experiments.data import DataDir
 from ladder.experiments.envelope_runs import ENV, FULL, LABEL, PAIR, compare
+from ladder.experiments.verdicts import ci, number
 
 MIN_LAMBDAS = 5  # a boundary's spread over λ is judged only where it is in use this often
 ROWS = (PAIR, ENV, FULL, "threshold", "dp", "auto", "router", "routed", "moa")
@@ -55,16 +56,6 @@ class Envelope(BenchmarkExperiment):
                         _router_claim(results)])
 
 
-def _f(x: float | None, spec: str = ".3f") -> str:
-    return "—" if x is None or x != x else format(x, spec)
-
-
-def _span(c: dict | None, spec: str = ".3f") -> str:
-    if not c:
-        return "—"
-    return f"{_f(c.get('point'), spec)} [{_f(c.get('low'), spec)}, {_f(c.get('high'), spec)}]"
-
-
 Name = str | Callable[[dict], str]  # a row name, or one read off a benchmark's results
 
 
@@ -84,7 +75,7 @@ def _range(values: Iterable[float | None], spec: str = "+.3f") -> str:
     v = sorted(x for x in values if x is not None)
     if not v:
         return "—"
-    return _f(v[0], spec) if v[0] == v[-1] else f"{_f(v[0], spec)} to {_f(v[-1], spec)}"
+    return number(v[0], spec) if v[0] == v[-1] else f"{number(v[0], spec)} to {number(v[-1], spec)}"
 
 
 def _count(results: dict[str, dict], a: Name, b: Name, side: str) -> str:
@@ -144,9 +135,9 @@ def _row(r: dict, name: str, label: str | None = None) -> str:
     row = r["rows"].get(name)
     if row is None:
         return f"| {label or name} | skipped: {'; '.join(r['notes']) or 'not fitted'} | | | |"
-    return (f"| {label or LABEL.get(name, name)} | {_span(row['aiq'])} | "
-            f"{_span(row['cost_at_98'])} | {_span(row['cost_at_100'])} | "
-            f"{_f(row['max_quality'])} |")
+    return (f"| {label or LABEL.get(name, name)} | {ci(row['aiq'])} | "
+            f"{ci(row['cost_at_98'])} | {ci(row['cost_at_100'])} | "
+            f"{number(row['max_quality'])} |")
 
 
 def _benchmark(bench: str, r: dict, figure: str) -> list[str]:
@@ -174,7 +165,7 @@ def _structure(results: dict[str, dict]) -> list[str]:
              "best pair (train) − full chain |", "|---|---|---|---|---|---|"]
     for bench, r in results.items():
         lines.append(f"| {bench} | "
-                     + " | ".join(_span(_diff(r, a, b), "+.3f") for a, b in cells) + " |")
+                     + " | ".join(ci(_diff(r, a, b), "+.3f") for a, b in cells) + " |")
     return [*lines, ""]
 
 
@@ -182,8 +173,8 @@ def _shadow_cell(rows: list[dict]) -> str:
     used = [x for x in rows if x["n_lambdas"]]
     if not used:
         return "no boundary in use"
-    return "; ".join(f"b{x['boundary']}: {_f(x['median_ratio'], '.2f')} "
-                     f"({_f(x['q1'], '.2f')}–{_f(x['q3'], '.2f')}, {x['n_lambdas']} λ)"
+    return "; ".join(f"b{x['boundary']}: {number(x['median_ratio'], '.2f')} "
+                     f"({number(x['q1'], '.2f')}–{number(x['q3'], '.2f')}, {x['n_lambdas']} λ)"
                      for x in used)
 
 
@@ -204,7 +195,7 @@ def _shadow(results: dict[str, dict]) -> list[str]:
 
 def _auroc(sig: dict, model: str) -> str:
     s = sig["per_model"][model]
-    return f"{_f(s['pre_auroc'], '.2f')} / {_f(s['post_auroc'], '.2f')} ({model})"
+    return f"{number(s['pre_auroc'], '.2f')} / {number(s['post_auroc'], '.2f')} ({model})"
 
 
 def _router(results: dict[str, dict]) -> list[str]:
@@ -230,12 +221,12 @@ def _router(results: dict[str, dict]) -> list[str]:
             lines.append(f"| {bench} | skipped: {'; '.join(r['notes'])} | | | | | | | |")
             continue
         lines.append(
-            f"| {bench} | {_span(r['rows']['router']['aiq'])} | "
-            f"{LABEL.get(dep, dep).split(' (`')[0]} ({_f(r['rows'][dep]['aiq']['point'])}) | "
-            f"{_span(_diff(r, 'router', dep), '+.3f')} | "
-            f"{_span(_diff(r, 'router', ENV), '+.3f')} | "
-            f"{_f(r['rows'][dep + ' refunded']['aiq']['point'])} | "
-            f"{_span(_diff(r, dep + ' refunded', 'router'), '+.3f')} | "
+            f"| {bench} | {ci(r['rows']['router']['aiq'])} | "
+            f"{LABEL.get(dep, dep).split(' (`')[0]} ({number(r['rows'][dep]['aiq']['point'])}) | "
+            f"{ci(_diff(r, 'router', dep), '+.3f')} | "
+            f"{ci(_diff(r, 'router', ENV), '+.3f')} | "
+            f"{number(r['rows'][dep + ' refunded']['aiq']['point'])} | "
+            f"{ci(_diff(r, dep + ' refunded', 'router'), '+.3f')} | "
             f"{_auroc(sig, sig['cheapest'])} | {_auroc(sig, sig['first_rungs'][0][0])} |")
     return [*lines, ""]
 
@@ -261,9 +252,9 @@ def _routed(results: dict[str, dict]) -> list[str]:
             continue
         fam = r["best_cascade_family"]
         c, n = r["routed"], r["routed"]["n"]
-        lines.append(f"| {bench} | {_span(r['rows']['routed']['aiq'])} | "
-                     f"{_span(_diff(r, 'routed', fam), '+.3f')} vs {fam} | "
-                     f"{_span(_diff(r, 'routed', 'router'), '+.3f')} | "
+        lines.append(f"| {bench} | {ci(r['rows']['routed']['aiq'])} | "
+                     f"{ci(_diff(r, 'routed', fam), '+.3f')} vs {fam} | "
+                     f"{ci(_diff(r, 'routed', 'router'), '+.3f')} | "
                      f"{'yes' if _routed_met(r) else 'no'} | {c['won_train']}/{n} | "
                      f"{c['won_test']}/{n} | {c['routing']}/{n} |")
     return [*lines, ""]
@@ -354,7 +345,7 @@ def _envelope_claim(results: dict[str, dict]) -> Finding:
                          and _point_is(env_full, lambda p: p >= 0))
     verdict, note = _judge(status)
     measured = ("best subsequence − pairwise envelope, AIQ: "
-                + ", ".join(f"{b} {_span(_diff(r, 'threshold', ENV), '+.3f')}"
+                + ", ".join(f"{b} {ci(_diff(r, 'threshold', ENV), '+.3f')}"
                             for b, r in results.items())
                 + f"; envelope − full chain {_range(_points(results, ENV, FULL))}, above 0 on "
                 f"{_count(results, ENV, FULL, '>')}; best subsequence − best pair chosen on "
@@ -393,7 +384,7 @@ def _router_claim(results: dict[str, dict]) -> Finding:
                          _point_is(d, lambda p: p > 0))
     verdict, note = _judge(status)
     measured = ("router − best deployable cascade, AIQ: "
-                + ", ".join(f"{b} {_span(_diff(r, 'router', _dep(r)), '+.3f')} (vs "
+                + ", ".join(f"{b} {ci(_diff(r, 'router', _dep(r)), '+.3f')} (vs "
                             f"{LABEL.get(_dep(r), _dep(r)).split(' (`')[0]})"
                             for b, r in signal.items())
                 + f"; router − ex post envelope below 0 on {_count(signal, 'router', ENV, '<')}"

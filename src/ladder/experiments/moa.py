@@ -13,6 +13,7 @@ from ladder.evaluate.moa_profile import plot_profile
 from ladder.experiments import moa_setups as ms
 from ladder.experiments.base import FAILS, HOLDS, Experiment, Finding, Section, relative
 from ladder.experiments.data import DataDir
+from ladder.experiments.verdicts import number
 
 # seed 004, Table 3 (t = 0.4) and §3.2.2: the seed's claims on its own data, not ours
 SEED_TABLE3 = [("MBPP (Code)", 0.558, 0.379, 0.690, 0.311, 0.173),
@@ -137,10 +138,10 @@ class Profile(Experiment):
             a = r["at_t"]
             lines.append(
                 f"| {ms.label(r)} | {ms.span(a['accuracy'], a['accuracy_ci'])} | "
-                f"{ms.fmt(r['references']['oracle_accuracy'])} | "
+                f"{number(r['references']['oracle_accuracy'])} | "
                 f"{ms.span(a['minus_oracle'], a['minus_oracle_ci'], '+.3f')} | "
                 f"{ms.span(a['savings'], a['savings_ci'])} | "
-                f"{ms.fmt(r['references']['layer1_accuracy'])} | {_oracle_reached(r)} |")
+                f"{number(r['references']['layer1_accuracy'])} | {_oracle_reached(r)} |")
         finding = _savings_finding(rows)
         lines += ["", f"Seed's claim at t = 0.4: {SEED_T04}; its headline: the oracle's "
                   "accuracy with up to 18.4% savings.", "",
@@ -185,7 +186,7 @@ def _frontier_rows(unit: str, f: dict) -> list[str]:
         out.append(f"| {log} | {f['n_train']} / {f['n_test']} | {family} | "
                    f"{ms.span(s['aiq'], s['aiq_ci'])} | "
                    f"{ms.span(s['cost_at_98'], s['cost_at_98_ci'])} | "
-                   f"{ms.fmt(s['reached_98'])} | {ms.fmt(s['max_quality'])} | {delta} | "
+                   f"{number(s['reached_98'])} | {number(s['max_quality'])} | {delta} | "
                    f"{layers} |")
     return out
 
@@ -237,10 +238,10 @@ class Monotonicity(Experiment):
             a = r["at_t"]
             ok = "—" if a["satisfied"] is None else "✓" if a["satisfied"] else "✗"
             lines.append(
-                f"| {ms.label(r)} | {ms.fmt(a['p_R'])} | {ms.fmt(a['alpha_L1_R'])} | "
-                f"{ms.fmt(a['alpha_L2_R'])} | {ms.fmt(a['gap'], '+.3f')} | "
+                f"| {ms.label(r)} | {number(a['p_R'])} | {number(a['alpha_L1_R'])} | "
+                f"{number(a['alpha_L2_R'])} | {number(a['gap'], '+.3f')} | "
                 f"{ms.span(a['delta_acc'], a['delta_acc_ci'], '+.3f')} | {ok} | "
-                f"{ms.fmt(r['imperfection_barrier'])} | {ms.fmt(r['oracle_cost'], '.3g')} |")
+                f"{number(r['imperfection_barrier'])} | {number(r['oracle_cost'], '.3g')} |")
         finding = _monotone_finding(rows)
         lines += ["", f"**Ours:** {finding.measured}. Verdict: **{finding.verdict}** (it "
                   "holds when every setup's ΔAcc interval is above 0).", "",

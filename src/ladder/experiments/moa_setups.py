@@ -16,6 +16,7 @@ import numpy as np
 from ladder.evaluate.intervals import Resamples, paired_mean_interval
 from ladder.evaluate.moa_profile import performance_profile, reference_points
 from ladder.experiments.data import DataDir
+from ladder.experiments.verdicts import ci
 from ladder.policies.moa import PyramidMoA, layer_answer
 from ladder.runlog import QueryTable
 
@@ -100,12 +101,9 @@ def measure_unit(unit: str, train: QueryTable, test: QueryTable) -> list[dict]:
     return [measure(s, train, test) for s in setups(unit)]
 
 
-def fmt(x: float | None, spec: str = ".3f") -> str:
-    return "—" if x is None or x != x else format(x, spec)
-
-
-def span(point: float | None, ci: list, spec: str = ".3f") -> str:
-    return f"{fmt(point, spec)} [{fmt(ci[0], spec)}, {fmt(ci[1], spec)}]"
+def span(point: float | None, ends: list, spec: str = ".3f") -> str:
+    """'point [low, high]' from a point and its [low, high] list (the setups' JSON shape)."""
+    return ci({"point": point, "low": ends[0], "high": ends[1]}, spec)
 
 
 def label(row: dict, with_layer: bool = True) -> str:

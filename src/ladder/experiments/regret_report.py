@@ -25,7 +25,7 @@ from ladder.experiments.regret import (
     summary,
     tune,
 )
-from ladder.experiments.verdicts import overall
+from ladder.experiments.verdicts import ci, overall
 from ladder.policies.threshold import ThresholdCascade
 from ladder.runlog.table import QueryTable
 
@@ -180,5 +180,5 @@ class Regret(Experiment):
 
 
 def _fmt(b: list[float], digits: int = 4) -> str:
-    mean, lo, hi = b
-    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    """A [mean, low, high] band as 'mean [low, high]'."""
+    return ci(dict(zip(("point", "low", "high"), b, strict=True)), f".{digits}f")

@@ -22,7 +22,7 @@ from ladder.experiments.base import (
     relative,
 )
 from ladder.experiments.data import DataDir
-from ladder.experiments.verdicts import ci, overall
+from ladder.experiments.verdicts import ci, number, overall
 from ladder.policies.stages import PredictorCache
 from ladder.policies.threshold import ThresholdCascade
 from ladder.report import write_report
@@ -139,8 +139,8 @@ class Tradeoff(BenchmarkExperiment):
                       "| family | AIQ [90% CI] | cost@98% [90% CI] | reached 98% | cost@100% "
                       "| gap closure@98% | max quality |", "|---|---|---|---|---|---|---|"]
             for family, a, c98, reached, c100, gap, top in r["families"]:
-                lines.append(f"| {family} | {ci(a)} | {ci(c98)} | {_f(reached)} | {_f(c100)} "
-                             f"| {_f(gap)} | {_f(top)} |")
+                lines.append(f"| {family} | {ci(a)} | {ci(c98)} | {number(reached)} | "
+                             f"{number(c100)} | {number(gap)} | {number(top)} |")
             lines += ["", "| comparison | Δ AIQ [90% CI] | Δ cost@98% [90% CI] |",
                       "|---|---|---|"]
             lines += [f"| {c['a']} − {c['b']} | {ci(c['aiq'], '+.3f')} | "
@@ -173,7 +173,3 @@ class Tradeoff(BenchmarkExperiment):
             Finding("dp", "dp − threshold AIQ (paired 90% CI): " + "; ".join(
                 f"{b} {ci(d, '+.3f')}" for b, d in dp), overall([beats(d) for _, d in dp])),
         ]
-
-
-def _f(x: float | None) -> str:
-    return "—" if x is None or x != x else f"{x:.3f}"

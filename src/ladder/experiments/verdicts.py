@@ -1,7 +1,8 @@
 """Verdicts from intervals, shared by the experiments: a claim holds when the whole
 interval is on its side, fails when the whole interval is on the other, and is not settled
 when the interval spans it; a claim made for every benchmark holds only where it holds on
-each, and fails where it fails on any."""
+each, and fails where it fails on any. Also the number and interval cells every section's
+tables use."""
 
 from __future__ import annotations
 
@@ -27,8 +28,14 @@ def overall(verdicts: Sequence[str]) -> str:
     return FAILS if FAILS in verdicts else UNSETTLED
 
 
-def ci(interval: Mapping[str, float | None], spec: str = ".3f", suffix: str = "") -> str:
-    """'point [low, high]' ('—' for a missing end)."""
-    def one(x: float | None) -> str:
-        return "—" if x is None else format(x, spec) + suffix
-    return f"{one(interval.get('point'))} [{one(interval.get('low'))}, {one(interval.get('high'))}]"
+def number(x: float | None, spec: str = ".3f", suffix: str = "") -> str:
+    """A table cell: '—' for a missing (None or NaN) value."""
+    return "—" if x is None or x != x else format(x, spec) + suffix
+
+
+def ci(interval: Mapping[str, float | None] | None, spec: str = ".3f", suffix: str = "") -> str:
+    """'point [low, high]' ('—' for a missing end, or for no interval at all)."""
+    if not interval:
+        return "—"
+    point, low, high = (number(interval.get(k), spec, suffix) for k in ("point", "low", "high"))
+    return f"{point} [{low}, {high}]"
