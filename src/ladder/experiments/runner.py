@@ -62,22 +62,33 @@ EVALUATION = "evaluation"  # the task name of a shared evaluation, run before it
 EVALUATION_COST = 3.0  # relative to the experiments' `cost` figures
 
 
+def units(names: Sequence[str], data: DataDir) -> list[tuple[str, str]]:
+    """Every (experiment, unit) pair, in page order."""
+    return [(name, unit) for name in names for unit in experiment(name).units(data)]
+
+
 def plan(names: Sequence[str], data: DataDir) -> list[tuple[str, str]]:
-    """The (experiment, unit) pairs to run, in the order the pool should start them: the
-    shared evaluations the units read, each paired with the longest independent unit so
-    both workers stay busy, then every unit that reads an evaluation, longest first."""
-    tasks = [(name, unit) for name in names for unit in experiment(name).units(data)]
-    needed = list(dict.fromkeys(b for n, u in tasks for b in experiment(n).shared(u)))
-    free = sorted((t for t in tasks if not experiment(t[0]).shared(t[1])),
-                  key=lambda t: -experiment(t[0]).cost(t[1]))
-    readers = sorted((t for t in tasks if experiment(t[0]).shared(t[1])),
-                     key=lambda t: -experiment(t[0]).cost(t[1]))
-    head: list[tuple[str, str]] = []
+    """The (experiment, unit) pairs to run, in the order the pool should start them."""
+    return order(units(names, data))
+
+
+def order(tasks: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The shared evaluations the units read, each paired with the longest independent unit
+    so both workers stay busy, then every unit that reads an evaluation, longest first."""
+    exps = {name: experiment(name) for name in dict.fromkeys(n for n, _ in tasks)}
+
+    def longest_first(reads: bool) -> list[tuple[str, str]]:
+        chosen = [t for t in tasks if bool(exps[t[0]].shared(t[1])) == reads]
+        return sorted(chosen, key=lambda t: -exps[t[0]].cost(t[1]))
+
+    free, readers = longest_first(False), longest_first(True)
+    needed = dict.fromkeys(b for n, u in tasks for b in exps[n].shared(u))
     evaluations = [(EVALUATION, b) for b in needed]
+    head: list[tuple[str, str]] = []
     while evaluations or free:
         for pending in (free, evaluations):
             if pending and (pending is evaluations or not evaluations
-                            or experiment(pending[0][0]).cost(pending[0][1]) >= EVALUATION_COST):
+                            or exps[pending[0][0]].cost(pending[0][1]) >= EVALUATION_COST):
                 head.append(pending.pop(0))
     return head + readers
 
@@ -95,7 +106,8 @@ def run(names: Sequence[str], root: Path, out: Path, page: Path, n_jobs: int = 2
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ladder-experiments-") as cache:
         data = DataDir(root, cache=Path(cache))
-        tasks = plan(names, data)
+        natural = units(names, data)
+        tasks = order(natural)
         if not tasks:
             raise NothingToRun(
                 f"none of {', '.join(names)} recognises a dataset under {root} (it holds "
@@ -113,7 +125,6 @@ def run(names: Sequence[str], root: Path, out: Path, page: Path, n_jobs: int = 2
     runs = summary.setdefault("experiments", {})
     for name in names:
         runs[name] = {"date": str(date.today()), "units": {}, "seconds": {}, "errors": {}}
-    natural = [(n, u) for n in names for u in experiment(n).units(data)]
     by_order = {task: i for i, task in enumerate(natural)}
     evaluations = {i["unit"]: round(i["seconds"], 1) for i in done if i["name"] == EVALUATION}
     for item in sorted((i for i in done if i["name"] != EVALUATION),
