@@ -23,7 +23,8 @@ from ladder.runlog import QueryTable, load_runlog
 from ladder.runlog.converters import detect_format
 from ladder.runlog.schema import RunLogError
 
-KINDS = ("zellinger", "mot", "routellm", "routerdc")  # the layouts experiments know
+READ = ("zellinger", "mot", "routellm")  # the layouts some experiment reads
+KINDS = (*READ, "routerdc")  # the layouts recognised (and listed on the page)
 ZELLINGER_BENCHMARKS = ("mmlu", "medmcqa", "triviaqa", "gsm8k")
 
 

@@ -16,6 +16,7 @@ from ladder.experiments.base import (
     relative,
 )
 from ladder.experiments.claims import CLAIMS
+from ladder.experiments.data import READ
 
 COMMAND = "ladder experiments --experiments all --out docs/results --page docs/results.md"
 
@@ -60,8 +61,7 @@ def render_page(summary: dict, out: Path, page: Path) -> None:
             sections[name] = section
     tally = [f.verdict for s in sections.values() for f in s.findings]
     found = summary.get("datasets", {})
-    read = {"zellinger", "mot", "routellm"}
-    unread = sorted(name for kind, name in found.items() if kind not in read)
+    unread = sorted(name for kind, name in found.items() if kind not in READ)
     last = summary.get("last_run", {})
     full = summary.get("full_run")
     timing = (f"; the last run of all experiments took {full['seconds']:.0f} s with "

@@ -18,7 +18,7 @@ from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
 from ladder.experiments.base import NAMES, experiment
-from ladder.experiments.data import DataDir
+from ladder.experiments.data import READ, DataDir
 from ladder.experiments.page import render_page
 
 
@@ -112,7 +112,7 @@ def run(names: Sequence[str], root: Path, out: Path, page: Path, n_jobs: int = 2
             raise NothingToRun(
                 f"none of {', '.join(names)} recognises a dataset under {root} (it holds "
                 f"{', '.join(sorted(data.found)) or 'no known log'}; the experiments read "
-                "zellinger-cascades, mot-cascade-date and routellm-gpt4-mixtral)")
+                f"logs in the layouts {', '.join(READ)})")
         jobs = Parallel(n_jobs=min(n_jobs, len(tasks)), return_as="generator_unordered")
         done = []
         for item in jobs(delayed(_run_unit)(n, u, data.root, data.cache, out)
