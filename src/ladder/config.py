@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ladder.backends.base import DEFAULT_TEMPLATE, Backend
 
@@ -36,10 +43,19 @@ class Price(_Strict):
                 + (self.input_per_mtok * tokens_in + self.output_per_mtok * tokens_out) / 1e6)
 
 
+class Breaker(_Strict):
+    """A per-backend circuit breaker: after `failures` consecutive failed calls the backend
+    is skipped for `cooldown_s` seconds (calls fail at once), then tried again."""
+
+    failures: int = Field(5, ge=1)
+    cooldown_s: float = Field(30.0, gt=0)
+
+
 class _ModelSpec(_Strict):
     name: str = Field(min_length=1)
     price: Price = Price()
     template: str | None = None  # overrides task.template for this model
+    breaker: Breaker = Breaker()
 
     @field_validator("template")
     @classmethod
@@ -124,11 +140,56 @@ class Defaults(_Strict):
     concurrency: int = Field(4, ge=1)
 
 
+class OnlineSpec(_Strict):
+    """A policy that learns from `/v1/feedback` (theory.md §6): a threshold cascade over
+    `chain`, warm-started from a run log and refitted on the feedback every replica stores."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    chain: list[str] = Field(min_length=1)
+    lam: float = Field(alias="lambda", ge=0)
+    warm_start: Path | None = None  # a run log over the chain's models
+    exploration: float = Field(0.1, ge=0)  # c of ε_t = min(1, c/√t)
+    window: int = Field(5000, ge=10)  # the most recent queries the learner refits on
+    refit_every: int = Field(20, ge=1)
+
+
+class PolicySpec(_Strict):
+    """One name a request's `model` can ask for: a fitted policy file or an online learner."""
+
+    name: str = Field(min_length=1)
+    file: Path | None = None  # written by `ladder fit`
+    online: OnlineSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PolicySpec:
+        if (self.online is None) == (self.file is None):
+            raise ValueError("give exactly one of 'file' and 'online'")
+        return self
+
+
+class ServerSpec(_Strict):
+    """`ladder serve`: the names served, the database, keys and limits."""
+
+    policies: list[PolicySpec] = []
+    default_policy: str | None = None  # the policy behind model "ladder" (default: the first)
+    log: Path | None = None  # the run log that `ladder:lambda=` / `ladder:budget=` fit on
+    override_policy: str = "threshold"  # the family fitted for those overrides
+    database: str = "sqlite:///ladder.db"  # SQLAlchemy URL; sqlite paths relative to this file
+    api_keys: list[str] = []  # bearer keys accepted (also LADDER_API_KEYS, comma-separated)
+    max_concurrency: int = Field(64, ge=1)  # requests in flight; more get 429 + Retry-After
+    max_body_bytes: int = Field(1_000_000, ge=1024)  # larger bodies get 413
+    request_timeout_s: float = Field(120.0, gt=0)
+    sync_s: float = Field(1.0, gt=0)  # how often each replica reads others' feedback
+    log_prompts: bool = True  # store prompts and answers (needed by `ladder logs export`)
+
+
 class Config(_Strict):
     models: list[ModelSpec] = Field(min_length=1)
     policy: Path | None = None
     task: TaskSpec = TaskSpec()
     defaults: Defaults = Defaults()
+    server: ServerSpec = ServerSpec()
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("models")

@@ -1,0 +1,61 @@
+"""What the gateway writes for each request and each feedback: the rows of the store.
+
+Plain dataclasses, so the serving logic, the store and the learner agree on one shape
+without importing each other. A request's stages become run-log rows on export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """One rung run for a request: its answer, signals, the policy's view, and its price."""
+
+    stage: int  # 0-based position in the chain climbed
+    model: str
+    answer: str | None  # the extracted answer (what agreement and grading compare)
+    text: str  # the generated text
+    signals: dict[str, float]  # SIGNAL_COLUMNS values; NaN where unknown
+    predicted_quality: float | None
+    decision: str  # 'stop', 'escalate' or 'failed'
+    error: str | None  # why a failed stage failed (never a key)
+    cost: float
+    latency_s: float
+    tokens_in: float
+    tokens_out: float
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One served request. `policy` is the name the request asked for; `model` the model
+    whose answer was returned (None when every stage failed)."""
+
+    id: str  # the response id the client sends back with feedback
+    created: float  # unix time
+    replica: str  # which gateway process served it
+    key_id: str | None  # a digest prefix of the bearer key, never the key
+    policy: str
+    kind: str  # 'cascade' or 'passthrough'
+    endpoint: str  # 'chat' or 'completions'
+    prompt: str | None  # None when the config says not to store prompts
+    model: str | None
+    stage: int
+    cost: float
+    saved: float  # estimated cost of the top rung minus cost
+    status: int  # HTTP status returned
+    error: str | None
+    latency_s: float
+    overhead_s: float
+    stages: tuple[StageRecord, ...]
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """A quality label for a served request's answer (in [0, 1])."""
+
+    request_id: str
+    quality: float
+    created: float
+    key_id: str | None
