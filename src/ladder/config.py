@@ -154,17 +154,38 @@ class OnlineSpec(_Strict):
     refit_every: int = Field(20, ge=1)
 
 
+class FitSpec(_Strict):
+    """A policy fitted on `server.log` when the server starts (cached on disk), at a λ, a
+    budget (mean cost per query) or a quality target (share of the best model's)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    policy: str = "auto"  # a `ladder fit --policy` family
+    lam: float | None = Field(None, alias="lambda", ge=0)
+    budget: float | None = Field(None, ge=0)
+    target_quality: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_point(self) -> FitSpec:
+        given = [v for v in (self.lam, self.budget, self.target_quality) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'lambda', 'budget' and 'target_quality'")
+        return self
+
+
 class PolicySpec(_Strict):
-    """One name a request's `model` can ask for: a fitted policy file or an online learner."""
+    """One name a request's `model` can ask for: a fitted policy file, a policy fitted on
+    `server.log` at start, or an online learner."""
 
     name: str = Field(min_length=1)
     file: Path | None = None  # written by `ladder fit`
+    fit: FitSpec | None = None
     online: OnlineSpec | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> PolicySpec:
-        if (self.online is None) == (self.file is None):
-            raise ValueError("give exactly one of 'file' and 'online'")
+        if sum(x is not None for x in (self.file, self.fit, self.online)) != 1:
+            raise ValueError("give exactly one of 'file', 'fit' and 'online'")
         return self
 
 
@@ -173,8 +194,8 @@ class ServerSpec(_Strict):
 
     policies: list[PolicySpec] = []
     default_policy: str | None = None  # the policy behind model "ladder" (default: the first)
-    log: Path | None = None  # the run log that `ladder:lambda=` / `ladder:budget=` fit on
-    override_policy: str = "threshold"  # the family fitted for those overrides
+    log: Path | None = None  # the run log that `fit` policies and `ladder:lambda=…` fit on
+    override_policy: str = "threshold"  # the family fitted for `ladder:lambda=…` overrides
     database: str = "sqlite:///ladder.db"  # SQLAlchemy URL; sqlite paths relative to this file
     api_keys: list[str] = []  # bearer keys accepted (also LADDER_API_KEYS, comma-separated)
     max_concurrency: int = Field(64, ge=1)  # requests in flight; more get 429 + Retry-After
