@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ladder.cli_common import console, fail, progress_bar, split_names
 from ladder.cli_experiments import experiments_command
+from ladder.cli_serve import serve_command
 from ladder.runlog import QueryTable, RunLogError, load_runlog, write_runlog
 from ladder.runlog.converters import FORMATS, convert
 
@@ -24,7 +25,6 @@ app = typer.Typer(
     add_completion=False,
 )
 MAX_LAMBDAS = 200  # evaluate's λ sweep: each value costs a fit of every family
-ALL_ROWS = "all"  # `ladder fit --split all`: fit on every row, whatever the split column says
 FormatOption = Annotated[
     str, typer.Option("--format", "-f", help=f"Input layout: {', '.join(FORMATS)}.")
 ]
@@ -255,22 +255,14 @@ def fit_command(
     """Fit one cascade policy on a run log for a trade-off λ and save it for the runtime."""
     _check_format(format)
     from ladder.evaluate.split import pooled_training
-    from ladder.fit import fit_operating_point, fit_policy
+    from ladder.fit import ALL_ROWS, fit_operating_point, fit_policy, training_rows
     from ladder.policies.persist import save_policy
     from ladder.runtime import policy_chain
 
     try:
         df = load_runlog(log, format)
         table = QueryTable.from_runlog(df, models=split_names(models), benchmark=benchmark)
-        labels = set(table.split) if table.split is not None else set()
-        if split is None:
-            split = "train" if "train" in labels else ALL_ROWS
-        if split != ALL_ROWS:
-            if split not in labels:
-                raise RunLogError(f"--split {split}: the log's split column has "
-                                  f"{', '.join(sorted(map(str, labels))) or 'no values'}; "
-                                  f"--split {ALL_ROWS} fits on every row", "split")
-            table = table.rows(table.split == split)
+        table, split = training_rows(table, split)
         console.print(f"fitting on {'every row' if split == ALL_ROWS else f'the {split} split'}"
                       f" ({table.n} queries)")
         operating = target_quality is not None or budget is not None
@@ -366,6 +358,7 @@ def demo_command(
 
 
 app.command("experiments")(experiments_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 from sklearn.base import BaseEstimator
 
@@ -25,7 +26,10 @@ from ladder.policies.router import Router, router_cache
 from ladder.policies.seed_heuristic import SeedHeuristic
 from ladder.policies.stages import PredictorCache
 from ladder.policies.threshold import ThresholdCascade
+from ladder.runlog import RunLogError, load_runlog
 from ladder.runlog.table import QueryTable
+
+ALL_ROWS = "all"  # `ladder fit --split all`: fit on every row, whatever the split column says
 
 POLICIES = {"auto": AutoCascade, "threshold": ThresholdCascade, "dp": DPCascade,
             "seed_heuristic": SeedHeuristic, "router": Router, "routed": RoutedCascade,
@@ -148,3 +152,28 @@ def fit_operating_point(table: QueryTable, *, target: float | None = None,
         point = choose_by_quality(calibration, target, delta, mixtures=None,
                                   reference=None if absolute else judge)
     return candidates[point.index], point
+
+
+def training_rows(table: QueryTable, split: str | None = None) -> tuple[QueryTable, str]:
+    """The rows a deployable policy is fitted on: the `split` rows (default: train when the
+    log has train rows, else every row, `ALL_ROWS`), and which split that was."""
+    labels = set(table.split) if table.split is not None else set()
+    if split is None:
+        split = "train" if "train" in labels else ALL_ROWS
+    if split == ALL_ROWS:
+        return table, split
+    if split not in labels:
+        raise RunLogError(f"--split {split}: the log's split column has "
+                          f"{', '.join(sorted(map(str, labels))) or 'no values'}; "
+                          f"--split {ALL_ROWS} fits on every row", "split")
+    return table.rows(table.split == split), split
+
+
+def fit_from_runlog(path: str | Path, policy: str = "auto", *, lam: float | None = None,
+                    budget: float | None = None, target: float | None = None) -> BaseEstimator:
+    """A deployable policy fitted on a run log's training rows, at λ (default 0), or at the
+    operating point certified for a budget or a quality target (share of the best model)."""
+    table, _ = training_rows(QueryTable.from_runlog(load_runlog(path)))
+    if budget is not None or target is not None:
+        return fit_operating_point(table, target=target, budget=budget)[0]
+    return fit_policy(table, policy, 0.0 if lam is None else lam)

@@ -1,0 +1,256 @@
+"""The FastAPI app: routes, keys, limits and OpenAI-format errors around the serving logic.
+
+Thin on purpose: every decision is in `serving`, so the app only turns HTTP into calls and
+exceptions into status codes. `create_app(config)` for tests and embedding; `app_factory`
+for `uvicorn --factory` (how `ladder serve --workers N` starts each worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ladder.backends.base import BackendError
+from ladder.config import Config, load_config
+from ladder.server import metrics
+from ladder.server.auth import Unauthorized
+from ladder.server.catalog import UnknownModel
+from ladder.server.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    ModelCard,
+    ModelList,
+    error_body,
+)
+from ladder.server.serving import ClientError, Gateway, Overloaded, Unavailable
+from ladder.server.store import Store
+
+CONFIG_ENV = "LADDER_CONFIG"  # how `ladder serve --workers` tells each worker its config
+log = logging.getLogger("ladder.server")
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 429, 503, 504)}
+
+
+def _error(status: int, message: str, code: str | None = None, param: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, status, code, param), status, headers=headers)
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, by Content-Length up front and by
+    counting for chunked bodies, before anything parses them."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(scope, receive, send)
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics.REJECTED.labels("too_large").inc()
+        response = _error(413, f"request body larger than {self.limit} bytes",
+                          "request_too_large")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
+    """Run `work` unless the client goes away first; then cancel it, which cancels the
+    backend calls in flight (their HTTP requests are closed)."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        metrics.REJECTED.labels("client_disconnected").inc()
+        return Response(status_code=499)
+    return task.result()
+
+
+def create_app(config: Config, store: Store | None = None,
+               gateway: Gateway | None = None) -> FastAPI:
+    """The gateway app for a config (its database opened here unless a store is given)."""
+    if gateway is None:
+        if store is None:
+            store = Store(database_url(config))
+        gateway = Gateway(config, store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    app = FastAPI(title="ladder gateway", version="1", lifespan=lifespan, responses=ERRORS,
+                  description="OpenAI-compatible: cascades of models that climb only as far "
+                              "as needed.")
+    app.state.gateway = gateway
+
+    def caller(authorization: Annotated[str | None, Header()] = None) -> str | None:
+        return gateway.keys.identify(authorization)
+
+    Caller = Annotated[str | None, Depends(caller)]
+
+    async def complete(endpoint: str, request: Request, body: Any, key: str | None) -> Any:
+        with gateway.admitted():
+            if body.stream:
+                opened = await gateway.stream(endpoint, body, key)
+                return StreamingResponse(opened.chunks, media_type="text/event-stream",
+                                         headers={**opened.headers, "cache-control": "no-cache"})
+            served = await _until_disconnect(request, gateway.respond(endpoint, body, key))
+            if isinstance(served, Response):
+                return served
+            return JSONResponse(served.body, headers=served.headers)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, request: Request,
+                               key: Caller) -> Any:
+        return await complete("chat", request, body, key)
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request, key: Caller) -> Any:
+        return await complete("completions", request, body, key)
+
+    @app.get("/v1/models", response_model=ModelList)
+    async def models(key: Caller) -> ModelList:
+        now = int(time.time())
+        cards = [ModelCard(id=name, created=now, owned_by="ladder")
+                 for name in gateway.catalog.names()]
+        return ModelList(data=cards)
+
+    @app.post("/v1/feedback", response_model=FeedbackResponse)
+    async def feedback(body: FeedbackRequest, key: Caller) -> Any:
+        if not await gateway.feedback(body, key):
+            return _error(404, f"no response with id '{body.id}' was served here",
+                          "response_not_found", "id")
+        return FeedbackResponse(id=body.id)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        state = gateway.readiness()
+        return JSONResponse(state, 200 if state["ready"] else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        text, kind = metrics.exposition()
+        return Response(text, media_type=kind)
+
+    _errors(app)
+    app.add_middleware(BodyLimit, limit=config.server.max_body_bytes)
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    """Every failure as an OpenAI error body with its status; never a traceback."""
+    handlers: dict[type[Exception], Callable[[Exception], JSONResponse]] = {
+        Unauthorized: lambda e: _error(401, str(e), "invalid_api_key",
+                                       headers={"www-authenticate": "Bearer"}),
+        UnknownModel: lambda e: _error(404, str(e), "model_not_found", "model"),
+        ClientError: lambda e: _error(400, str(e), "invalid_request", e.param),
+        ValueError: lambda e: _error(400, str(e), "invalid_request"),
+        Overloaded: lambda e: _error(429, str(e), "overloaded",
+                                     headers={"retry-after": str(e.retry_after)}),
+        Unavailable: lambda e: _error(503, str(e), "unavailable",
+                                      headers={"retry-after": str(e.retry_after)}),
+        BackendError: lambda e: _error(503, str(e), "backend_failed",
+                                       headers={"retry-after": "5"}),
+        TimeoutError: lambda e: _error(504, "the request took longer than "
+                                       "server.request_timeout_s", "timeout"),
+    }
+    for kind, handler in handlers.items():
+        app.add_exception_handler(kind, lambda request, error, h=handler: h(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = error.errors()
+        if any(p.get("type") == "json_invalid" for p in problems):
+            return _error(400, "the body is not valid JSON", "invalid_json")
+        first = problems[0] if problems else {}
+        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        message = "; ".join(
+            f"{'.'.join(str(x) for x in p.get('loc', ()) if x != 'body') or 'body'}: "
+            f"{p.get('msg', 'invalid')}" for p in problems[:5])
+        return _error(422, message, "invalid_value", where or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return _error(error.status_code, str(error.detail), None)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return _error(500, "internal error in the gateway (logged)", "internal_error")
+
+
+def database_url(config: Config) -> str:
+    """server.database, with a relative SQLite path resolved against the config's folder."""
+    url = config.server.database
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        path = Path(url[len(prefix):])
+        return prefix + str((config.base_dir / path).resolve())
+    return url
+
+
+def app_factory() -> FastAPI:
+    """For `uvicorn --factory`: the config named by $LADDER_CONFIG, else the embedded
+    default."""
+    path = os.environ.get(CONFIG_ENV)
+    if path:
+        return create_app(load_config(path))
+    from ladder.server.default import default_config
+
+    return create_app(default_config())
+

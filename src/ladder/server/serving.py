@@ -1,0 +1,412 @@
+"""The serving logic: one request in, a cascade or a pass-through call, a response out.
+
+HTTP-free (the app adapts it), so tests and benchmarks can drive it directly. Every
+request is recorded in the store off the request path; a stage that fails is recorded
+with its reason and the ladder climbs on; a pass-through model that fails before its
+first byte falls back to the models configured after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ladder.backends.base import BackendError, GenerationParams
+from ladder.config import Config
+from ladder.rung import Rung, rungs_from_config
+from ladder.runtime import CascadeFailed, Result
+from ladder.server import metrics
+from ladder.server.auth import ApiKeys
+from ladder.server.catalog import Catalog, Target
+from ladder.server.protocol import ChatCompletionRequest, CompletionRequest, FeedbackRequest
+from ladder.server.records import FeedbackRecord, RequestRecord, StageRecord
+from ladder.server.responses import DONE, Chunks, completion_body, pieces, usage_dict
+from ladder.server.store import Store
+from ladder.tasks import Item
+
+Request = ChatCompletionRequest | CompletionRequest
+log = logging.getLogger("ladder.server")
+
+
+class ClientError(ValueError):
+    """A request the gateway will not run (400), with the parameter at fault."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+class Unavailable(RuntimeError):
+    """Not ready, or every model failed (503); `retry_after` seconds to wait."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Overloaded(Unavailable):
+    """More requests in flight than `server.max_concurrency` (429)."""
+
+
+@dataclass
+class Served:
+    """A finished response: its body, the headers the app adds, the stored record."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+    record: RequestRecord
+
+
+@dataclass
+class Opened:
+    """A pass-through stream whose first delta has arrived (so falling back is over)."""
+
+    chunks: AsyncIterator[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def prompt_of(request: Request) -> str:
+    """The text a cascade is asked: the one user message, or the conversation with roles."""
+    if isinstance(request, CompletionRequest):
+        text = request.text()
+        if text is None:
+            raise ClientError("one prompt per request: send a string", "prompt")
+        return text
+    messages = request.messages
+    if len(messages) == 1:
+        return messages[0].text()
+    return "\n".join(f"{m.role}: {m.text()}" for m in messages)
+
+
+def params_of(request: Request) -> GenerationParams:
+    return GenerationParams(max_tokens=request.token_limit(), stop=request.stop_list(),
+                            temperature=request.temperature)
+
+
+def _new_id(endpoint: str) -> str:
+    return f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+
+
+class Gateway:
+    """The policies, the models and the store behind the HTTP routes."""
+
+    def __init__(self, config: Config, store: Store, *, replica: str | None = None,
+                 rungs: dict[str, Rung] | None = None, cache_dir: os.PathLike | None = None):
+        if config.task.type == "choice":
+            from ladder.config import ConfigError
+
+            raise ConfigError("task.type: chat requests carry no options, so the gateway "
+                              "serves 'short' or 'number' tasks, fitted on generated answers")
+        self.config = config
+        self.store = store
+        self.rungs = rungs if rungs is not None else rungs_from_config(config)
+        self.catalog = Catalog(config, self.rungs, cache_dir)
+        self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
+        self.keys = ApiKeys(config.server.api_keys)
+        self.in_flight = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Load and fit the policies in the background (readyz tells when) and start the
+        loop that reads every replica's feedback into the online learners."""
+        self._tasks.append(asyncio.create_task(self.catalog.start()))
+        self._tasks.append(asyncio.create_task(self._sync_loop()))
+
+    async def wait_ready(self) -> None:
+        await self._tasks[0]
+
+    async def _sync_loop(self) -> None:
+        await self._tasks[0]
+        while True:
+            for target in list(self.catalog.targets.values()):
+                if target.learner is not None and target.cascade is not None:
+                    try:
+                        await target.learner.sync(self.store)
+                    except Exception:  # a failed refit must not stop serving: keep the last
+                        log.exception("learner %s: sync failed", target.name)
+                    target.cascade.policy = target.learner.policy
+            await asyncio.sleep(self.config.server.sync_s)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await asyncio.to_thread(self.store.close)
+        for rung in self.rungs.values():
+            with contextlib.suppress(Exception):
+                await rung.backend.aclose()
+
+    def readiness(self) -> dict[str, Any]:
+        return {"ready": self.catalog.ready and self.store.healthy(),
+                "pending": list(self.catalog.pending), "errors": dict(self.catalog.errors),
+                "database": self.store.healthy(),
+                "breakers": {name: rung.breaker.state for name, rung in self.rungs.items()}}
+
+    @contextlib.contextmanager
+    def admitted(self) -> Any:
+        """One request in flight, or Overloaded when the limit is reached (the client is
+        told to retry rather than queued without bound)."""
+        if self.in_flight >= self.config.server.max_concurrency:
+            metrics.REJECTED.labels("overloaded").inc()
+            raise Overloaded(f"more than {self.config.server.max_concurrency} requests in "
+                             "flight; retry shortly")
+        self.in_flight += 1
+        metrics.IN_FLIGHT.inc()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            metrics.IN_FLIGHT.dec()
+
+    async def _target(self, request: Request) -> Target:
+        if request.n != 1:
+            raise ClientError("n must be 1: the gateway returns one answer", "n")
+        target = await self.catalog.resolve(request.model)
+        if target.cascade is None and target.rung is None:
+            raise Unavailable(f"'{request.model}' is not ready yet")
+        return target
+
+    async def respond(self, endpoint: str, request: Request, key_id: str | None) -> Served:
+        """A whole (non-streamed) response."""
+        began = time.perf_counter()
+        target = await self._target(request)
+        async with asyncio.timeout(self.config.server.request_timeout_s):
+            if target.cascade is not None:
+                rid = _new_id(endpoint)
+                result = await self._cascade(target, rid, request)
+                return self._cascade_served(target, rid, endpoint, request, result, began,
+                                            key_id)
+            return await self._passthrough(target, endpoint, request, began, key_id)
+
+    async def _cascade(self, target: Target, rid: str, request: Request) -> Result:
+        item = Item(rid, prompt_of(request), self.config.task.type)
+        try:
+            return await target.cascade.adecode(item, params_of(request))
+        except CascadeFailed as error:
+            raise Unavailable(str(error), retry_after=5) from None
+
+    def _top_cost(self, chain: Sequence[str], result: Result) -> float:
+        """What the top rung alone would have cost: its own cost if it ran, else priced
+        on this request's tokens in and the answer's tokens out."""
+        for trace in result.trace:
+            if trace.model == chain[-1] and trace.decision != "failed":
+                return trace.cost
+        tokens_in = next((t.tokens_in for t in result.trace if not math.isnan(t.tokens_in)), 0.0)
+        answered = next((t for t in result.trace if t.model == result.model), None)
+        tokens_out = 0.0 if answered is None else answered.signals.get("tokens_out", 0.0)
+        return self.rungs[chain[-1]].price.cost(tokens_in, 0.0 if math.isnan(tokens_out)
+                                                else tokens_out, 0.0)
+
+    def _cascade_served(self, target: Target, rid: str, endpoint: str, request: Request,
+                        result: Result, began: float, key_id: str | None) -> Served:
+        chain = target.cascade.chain
+        saved = self._top_cost(chain, result) - result.cost
+        answered = next(t for t in result.trace if t.model == result.model)
+        text = result.text.strip()
+        usage = usage_dict(answered.tokens_in, answered.signals.get("tokens_out", math.nan))
+        ladder = {"policy": target.name, "cost": result.cost, "saved": saved,
+                  "top_model": chain[-1],
+                  "stages": [{"model": t.model, "decision": t.decision,
+                              "predicted_quality": t.predicted_quality, "cost": t.cost,
+                              "latency_ms": 1000 * t.latency_s, "error": t.error}
+                             for t in result.trace]}
+        body = completion_body(rid, endpoint, result.model, text, usage, ladder)
+        stages = tuple(
+            StageRecord(i, t.model, t.answer, text if t.model == result.model else "",
+                        t.signals, t.predicted_quality, t.decision, t.error, t.cost,
+                        t.latency_s, t.tokens_in, t.signals.get("tokens_out", math.nan))
+            for i, t in enumerate(result.trace))
+        record = self._record(rid, target.name, "cascade", endpoint, request, result.model,
+                              result.stage, result.cost, saved, began, result.overhead_s,
+                              stages, key_id)
+        return Served(body, self._headers(record), record)
+
+    def _record(self, rid: str, policy: str, kind: str, endpoint: str, request: Request,
+                model: str | None, stage: int, cost: float, saved: float, began: float,
+                overhead: float, stages: tuple[StageRecord, ...], key_id: str | None,
+                status: int = 200, error: str | None = None) -> RequestRecord:
+        latency = time.perf_counter() - began
+        prompt = prompt_of(request) if self.config.server.log_prompts else None
+        record = RequestRecord(rid, time.time(), self.replica, key_id, policy, kind, endpoint,
+                               prompt, model, stage, cost, saved, status, error, latency,
+                               overhead, stages)
+        self.store.submit(record)
+        metrics.REQUESTS.labels(policy, model or "", str(status)).inc()
+        metrics.LATENCY.labels(policy).observe(latency)
+        metrics.OVERHEAD.labels(policy).observe(overhead)
+        metrics.COST.labels(policy).inc(max(cost, 0.0))
+        if saved > 0:
+            metrics.SAVED.labels(policy).inc(saved)
+        for s in stages:
+            metrics.STAGES.labels(policy, s.model, s.decision).inc()
+        return record
+
+    @staticmethod
+    def _headers(record: RequestRecord) -> dict[str, str]:
+        return {"x-ladder-stage": str(record.stage), "x-request-id": record.id,
+                "x-ladder-overhead-ms": f"{1000 * record.overhead_s:.3f}"}
+
+    def _fallbacks(self, first: Rung) -> list[Rung]:
+        """The pass-through model, then the models configured after it (escalation)."""
+        names = list(self.rungs)
+        return [self.rungs[n] for n in names[names.index(first.name):]]
+
+    async def _call(self, rung: Rung, endpoint: str, request: Request) -> Any:
+        params = params_of(request)
+        if endpoint == "chat":
+            messages = [m.model_dump(exclude_none=True) for m in request.messages]
+            return await rung.chat(messages, params)
+        return await rung.complete(prompt_of(request), params)
+
+    async def _passthrough(self, target: Target, endpoint: str, request: Request,
+                           began: float, key_id: str | None) -> Served:
+        rid = _new_id(endpoint)
+        stages: list[StageRecord] = []
+        for stage, rung in enumerate(self._fallbacks(target.rung)):
+            start = time.perf_counter()
+            try:
+                generation = await self._call(rung, endpoint, request)
+            except BackendError as error:
+                stages.append(self._failed(stage, rung, error, start))
+                continue
+            usage = generation.usage
+            cost = rung.price.cost(usage.tokens_in, usage.tokens_out, usage.latency_s)
+            stages.append(StageRecord(stage, rung.name, None, generation.text, {}, None,
+                                      "stop", None, cost, usage.latency_s, usage.tokens_in,
+                                      usage.tokens_out))
+            model_time = time.perf_counter() - start
+            record = self._record(rid, target.name, "passthrough", endpoint, request,
+                                  rung.name, stage, sum(s.cost for s in stages), 0.0, began,
+                                  time.perf_counter() - began - model_time, tuple(stages),
+                                  key_id)
+            body = completion_body(rid, endpoint, rung.name, generation.text,
+                                   usage_dict(usage.tokens_in, usage.tokens_out), None)
+            if len(stages) > 1:
+                body["ladder"] = {"policy": target.name, "fallback": [
+                    {"model": s.model, "error": s.error} for s in stages[:-1]]}
+            return Served(body, self._headers(record), record)
+        self._record(rid, target.name, "passthrough", endpoint, request, None, len(stages) - 1,
+                     0.0, 0.0, began, 0.0, tuple(stages), key_id, 503, "every model failed")
+        raise Unavailable("every model failed: " + "; ".join(s.error or "" for s in stages),
+                          retry_after=5)
+
+    @staticmethod
+    def _failed(stage: int, rung: Rung, error: Exception, start: float) -> StageRecord:
+        return StageRecord(stage, rung.name, None, "", {}, None, "failed", str(error), 0.0,
+                           time.perf_counter() - start, math.nan, math.nan)
+
+    async def stream(self, endpoint: str, request: Request, key_id: str | None) -> Opened:
+        """A streamed response. A cascade streams its chosen answer once the stop decision
+        is made; a pass-through relays deltas, falling back to the next model while no
+        byte has been sent. The returned chunks close the backend call when abandoned."""
+        began = time.perf_counter()
+        target = await self._target(request)
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        if target.cascade is not None:
+            rid = _new_id(endpoint)
+            async with asyncio.timeout(self.config.server.request_timeout_s):
+                result = await self._cascade(target, rid, request)
+            served = self._cascade_served(target, rid, endpoint, request, result, began,
+                                          key_id)
+            return Opened(self._replay_chunks(served, endpoint, include_usage), served.headers)
+        return await self._open_passthrough(target, endpoint, request, began, key_id,
+                                            include_usage)
+
+    @staticmethod
+    async def _replay_chunks(served: Served, endpoint: str,
+                             include_usage: bool) -> AsyncIterator[bytes]:
+        body = served.body
+        chunks = Chunks(body["id"], endpoint, body["model"])
+        choice = body["choices"][0]
+        text = choice["message"]["content"] if endpoint == "chat" else choice["text"]
+        yield chunks.role() if endpoint == "chat" else chunks.text("")
+        for piece in pieces(text):
+            yield chunks.text(piece)
+        yield chunks.finish(body.get("ladder"))
+        if include_usage:
+            yield chunks.usage(body["usage"])
+        yield DONE
+
+    async def _open_passthrough(self, target: Target, endpoint: str, request: Request,
+                                began: float, key_id: str | None,
+                                include_usage: bool) -> Opened:
+        rid = _new_id(endpoint)
+        stages: list[StageRecord] = []
+        params = params_of(request)
+        for stage, rung in enumerate(self._fallbacks(target.rung)):
+            start = time.perf_counter()
+            try:
+                if endpoint == "chat":
+                    messages = [m.model_dump(exclude_none=True) for m in request.messages]
+                    stream = rung.stream_chat(messages, params)
+                else:
+                    stream = rung.stream_complete(prompt_of(request), params)
+                first = await anext(stream, "")
+            except BackendError as error:
+                stages.append(self._failed(stage, rung, error, start))
+                continue
+            headers = {"x-ladder-stage": str(stage), "x-request-id": rid}
+            chunks = self._relay(rid, target, endpoint, request, rung, stage, stream, first,
+                                 stages, began, start, key_id, include_usage)
+            return Opened(chunks, headers)
+        self._record(rid, target.name, "passthrough", endpoint, request, None, len(stages) - 1,
+                     0.0, 0.0, began, 0.0, tuple(stages), key_id, 503, "every model failed")
+        raise Unavailable("every model failed: " + "; ".join(s.error or "" for s in stages),
+                          retry_after=5)
+
+    async def _relay(self, rid: str, target: Target, endpoint: str, request: Request,
+                     rung: Rung, stage: int, stream: Any, first: str,
+                     stages: list[StageRecord], began: float, start: float,
+                     key_id: str | None, include_usage: bool) -> AsyncIterator[bytes]:
+        chunks = Chunks(rid, endpoint, rung.name)
+        error: str | None = None
+        parts = [first]
+        try:
+            if endpoint == "chat":
+                yield chunks.role()
+            if first:
+                yield chunks.text(first)
+            async for delta in stream:
+                parts.append(delta)
+                yield chunks.text(delta)
+            yield chunks.finish(None)
+        except BackendError as broken:  # after the first byte: too late to fall back
+            error = str(broken)
+            yield chunks.error(error)
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+            usage = getattr(stream, "usage", None)
+            tokens_in = usage.tokens_in if usage else math.nan
+            tokens_out = usage.tokens_out if usage else math.nan
+            cost = 0.0 if usage is None else rung.price.cost(usage.tokens_in, usage.tokens_out,
+                                                             usage.latency_s)
+            model_time = time.perf_counter() - start
+            stages.append(StageRecord(stage, rung.name, None, "".join(parts), {}, None,
+                                      "failed" if error else "stop", error, cost, model_time,
+                                      tokens_in, tokens_out))
+            self._record(rid, target.name, "passthrough", endpoint, request, rung.name, stage,
+                         sum(s.cost for s in stages), 0.0, began, 0.0, tuple(stages), key_id,
+                         200, error)
+        if error is None:
+            if include_usage:
+                yield chunks.usage(usage_dict(tokens_in, tokens_out))
+            yield DONE
+
+    async def feedback(self, request: FeedbackRequest, key_id: str | None) -> bool:
+        """Record a label durably (True), or False for an id this gateway never served."""
+        recorded = await self.store.add_feedback(
+            FeedbackRecord(request.id, request.quality, time.time(), key_id))
+        metrics.FEEDBACK.labels("recorded" if recorded else "unknown_id").inc()
+        return recorded
