@@ -19,7 +19,6 @@ from ladder.server.records import FeedbackRecord
 from ladder.server.store import Store
 from ladder.tasks import Item
 
-
 CHAIN = ["small", "large"]
 
 
