@@ -15,6 +15,7 @@ HTTP layer's own concurrency limit turns the slowdown into 429s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import queue
@@ -126,7 +127,8 @@ class BatchWriter:
 
     def stop(self, timeout: float | None = None) -> None:
         if self.thread.is_alive():
-            self.queue.put(_STOP)
+            with contextlib.suppress(queue.Full):  # reported below: the writer is busy
+                self.queue.put(_STOP, timeout=timeout)
             self.thread.join(timeout)
         if self.thread.is_alive():
             raise StoreError(f"close: {self.queue.qsize()} writes still pending after "
