@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ladder.cli_common import console, fail, progress_bar, split_names
 from ladder.cli_experiments import experiments_command
+from ladder.cli_logs import logs_app
 from ladder.cli_serve import serve_command
 from ladder.runlog import QueryTable, RunLogError, load_runlog, write_runlog
 from ladder.runlog.converters import FORMATS, convert
@@ -359,6 +360,7 @@ def demo_command(
 
 app.command("experiments")(experiments_command)
 app.command("serve")(serve_command)
+app.add_typer(logs_app, name="logs")
 
 
 def main() -> None:

@@ -219,10 +219,19 @@ class OnlineCascade(BaseEstimator):
         if np.isnan(h.quality[i, stage]):
             self.n_labels_ += 1
         h.quality[i, stage] = quality
-        if self.n_labels_ >= self.next_refit_ and self._labelled_everywhere():
-            self._refit()
-            self.next_refit_ = self.n_labels_ + max(self.refit_every,
-                                                    int(self.refit_growth * self.n_labels_))
+        if self.n_labels_ >= self.next_refit_:
+            self.refit()
+
+    def refit(self) -> bool:
+        """Refit now and schedule the next refit; False (nothing changed) while some rung
+        lacks a label of each kind. `update` calls it on schedule; a learner rebuilt from
+        stored traffic replays its history first and then refits once."""
+        if not self._labelled_everywhere():
+            return False
+        self._refit()
+        self.next_refit_ = self.n_labels_ + max(self.refit_every,
+                                                int(self.refit_growth * self.n_labels_))
+        return True
 
     def _labelled_everywhere(self) -> bool:
         """Whether every rung has a label of each kind (0 and 1) in what a refit would fit

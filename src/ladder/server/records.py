@@ -49,6 +49,8 @@ class RequestRecord:
     latency_s: float
     overhead_s: float
     stages: tuple[StageRecord, ...]
+    prompt_len: int | None = None  # the prompt's length in characters, kept even when the
+    # prompt is not (a feature of the learned policies)
 
 
 @dataclass(frozen=True)

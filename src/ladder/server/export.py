@@ -1,0 +1,51 @@
+"""Served traffic as a run log (docs/runlog.md): one row per stage that ran.
+
+`query_id` is the request id and `benchmark` the policy's name. The feedback's quality goes
+on the row of the model that answered (the stage whose answer was returned); every other
+row, and every request without feedback, has a null quality: the run-log format's
+"not labelled", whose signals tuning may use but no metric scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from ladder.runlog import write_runlog
+from ladder.runlog.table import SIGNAL_COLUMNS
+from ladder.server.writer import StoreError
+
+SIGNALS = tuple(name for name in SIGNAL_COLUMNS if name != "tokens_out")  # tokens: own column
+
+
+def served_frame(served: Iterable) -> pd.DataFrame:
+    """The run-log rows of `Store.served()`'s requests."""
+    rows = []
+    for request in served:
+        for stage in request.stages:
+            answered = stage.model == request.model and request.quality is not None
+            rows.append({
+                "query_id": request.id, "model": stage.model,
+                "quality": request.quality if answered else None, "cost": stage.cost,
+                "benchmark": request.policy, "prompt": request.prompt, "answer": stage.answer,
+                **{name: stage.signals.get(name) for name in SIGNALS},
+                "tokens_in": stage.tokens_in, "tokens_out": stage.tokens_out,
+                "latency_ms": 1000 * stage.latency_s,
+            })
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame["quality"] = frame["quality"].astype(float)  # None → NaN → JSON null
+    return frame
+
+
+def write_served(served: Iterable, path: str | Path) -> int:
+    """Write the run log; the number of rows. Nothing served is an error, not an empty file
+    (an empty log would not load)."""
+    frame = served_frame(served)
+    if frame.empty:
+        raise StoreError("nothing to export: the database holds no served stages"
+                         " for that selection")
+    write_runlog(frame, path)
+    return len(frame)
