@@ -58,7 +58,9 @@ def serve_command(
             uvicorn.run(app, host=host, port=port, access_log=access_log,
                         log_level="info", timeout_graceful_shutdown=10)
             return
-        create_app(loaded)  # fail here, once, on a config or database mistake
+        # fail here, once, on a config or database mistake (this also migrates the database
+        # before the workers race to)
+        create_app(loaded).state.gateway.store.close()
         if config is not None:
             os.environ[CONFIG_ENV] = str(config.resolve())
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",

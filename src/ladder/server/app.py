@@ -13,7 +13,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -118,7 +117,7 @@ def create_app(config: Config, store: Store | None = None,
     """The gateway app for a config (its database opened here unless a store is given)."""
     if gateway is None:
         if store is None:
-            store = Store(database_url(config))
+            store = Store(config.server.database, config.base_dir)
         gateway = Gateway(config, store)
 
     @contextlib.asynccontextmanager
@@ -179,7 +178,7 @@ def create_app(config: Config, store: Store | None = None,
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        state = gateway.readiness()
+        state = await gateway.readiness()
         return JSONResponse(state, 200 if state["ready"] else 503)
 
     @app.get("/metrics")
@@ -232,16 +231,6 @@ def _errors(app: FastAPI) -> None:
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
         return _error(500, "internal error in the gateway (logged)", "internal_error")
-
-
-def database_url(config: Config) -> str:
-    """server.database, with a relative SQLite path resolved against the config's folder."""
-    url = config.server.database
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-        path = Path(url[len(prefix):])
-        return prefix + str((config.base_dir / path).resolve())
-    return url
 
 
 def app_factory() -> FastAPI:

@@ -127,9 +127,9 @@ class Catalog:
 
     async def _start_one(self, spec: PolicySpec) -> None:
         try:
-            if spec.online is not None:
-                learner = SharedLearner(spec.name, spec.online, self.config.base_dir)
-                await asyncio.to_thread(learner.warm)
+            if spec.online is not None:  # a warm start is fitted as the learner is built
+                learner = await asyncio.to_thread(SharedLearner, spec.name, spec.online,
+                                                  self.config.base_dir)
                 self.learners.append(learner)
                 target = Target(spec.name, self._cascade(learner.policy), learner=learner)
             else:

@@ -147,10 +147,11 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await rung.backend.aclose()
 
-    def readiness(self) -> dict[str, Any]:
-        return {"ready": self.catalog.ready and self.store.healthy(),
+    async def readiness(self) -> dict[str, Any]:
+        database = await asyncio.to_thread(self.store.healthy)
+        return {"ready": self.catalog.ready and database,
                 "pending": list(self.catalog.pending), "errors": dict(self.catalog.errors),
-                "database": self.store.healthy(),
+                "database": database,
                 "breakers": {name: rung.breaker.state for name, rung in self.rungs.items()}}
 
     @contextlib.contextmanager
@@ -237,10 +238,11 @@ class Gateway:
                 overhead: float, stages: tuple[StageRecord, ...], key_id: str | None,
                 status: int = 200, error: str | None = None) -> RequestRecord:
         latency = time.perf_counter() - began
-        prompt = prompt_of(request) if self.config.server.log_prompts else None
+        text = prompt_of(request)
+        prompt = text if self.config.server.log_prompts else None
         record = RequestRecord(rid, time.time(), self.replica, key_id, policy, kind, endpoint,
                                prompt, model, stage, cost, saved, status, error, latency,
-                               overhead, stages)
+                               overhead, stages, prompt_len=len(text))
         self.store.submit(record)
         metrics.REQUESTS.labels(policy, model or "", str(status)).inc()
         metrics.LATENCY.labels(policy).observe(latency)
