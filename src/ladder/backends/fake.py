@@ -44,10 +44,10 @@ class FakeBackend(Backend):
         self.calls = 0
         self.in_flight = self.max_in_flight = 0  # concurrent calls, for tests
 
-    def _knows(self, prompt: str) -> bool:
+    def knows(self, prompt: str) -> bool:
         return _unit(self.seed, "knows", prompt) < self.skill
 
-    def _truth(self, prompt: str) -> str | None:
+    def truth(self, prompt: str) -> str | None:
         """The right answer of a rendered prompt: its entry whose question it contains."""
         for question, answer in self.truths.items():
             if question in prompt:
@@ -73,8 +73,8 @@ class FakeBackend(Backend):
     def reply(self, prompt: str, max_tokens: int = 32, stop: Sequence[str] = ("\n",),
               latency: float = 0.0) -> Generation:
         """The generation for `prompt`, at once (the fake upstream server answers with it)."""
-        truth = self._truth(prompt)
-        knows = truth is not None and self._knows(prompt)
+        truth = self.truth(prompt)
+        knows = truth is not None and self.knows(prompt)
         text = truth if knows else f"guess{int(_unit(self.seed, 'guess', prompt) * 5)}"
         cut = min((text.find(s) for s in stop if s and s in text), default=-1)
         text = text if cut < 0 else text[:cut]
@@ -99,8 +99,8 @@ class FakeBackend(Backend):
 
     async def score_options(self, prompt: str, options: Sequence[str]) -> OptionScores:
         latency = await self._wait()
-        truth = self._truth(prompt)
-        knows = truth is not None and self._knows(prompt)
+        truth = self.truth(prompt)
+        knows = truth is not None and self.knows(prompt)
         per_option = []
         for option in options:
             value = -0.05 if knows and option == truth else -0.5 - 4.0 * _unit(
