@@ -6,10 +6,11 @@ server) serving POST /v1/completions and /v1/chat/completions (streamed or not, 
 /v1/models. Answers come from FakeBackend's knowledge model: a pure function of the prompt.
 
 Faults, per request by header `x-fake-fault` (else by model name, `app.faults`):
-`500` / `503` (that status), `hang` (no answer for `hang_s`), `malformed` (an invalid JSON
-body or stream chunk), `drop` (the connection closes after the headers, or after the first
-chunk of a stream) and `drop-start` (closes after the headers, streams too); the first
-`fail_first` calls get 500. `app.stats` counts calls, faults and clients that went away.
+`500` / `503` (that status, echoing the Authorization header), `hang` (no answer for
+`hang_s`), `malformed` (an invalid JSON body or stream chunk), `drop` (the connection
+closes after the headers, or after the first chunk of a stream) and `drop-start` (closes
+after the headers, streams too); the first `fail_first` calls get 500. `app.stats` counts
+calls, faults and clients that went away.
 
     with serve(FakeOpenAI(truths)) as base_url:   # http://127.0.0.1:PORT/v1
         ...
@@ -124,7 +125,8 @@ class FakeOpenAI:
         client = _Client(receive) if fault == "hang" or self.latency_s or (
             request.get("stream") and self.chunk_delay_s) else None
         try:
-            await self._answer(path == "/v1/chat/completions", request, fault, client, send)
+            await self._answer(path == "/v1/chat/completions", request, fault, client, send,
+                               _echoed_key(scope))
         finally:
             if client is not None:
                 client.close()
@@ -139,9 +141,9 @@ class FakeOpenAI:
         return fault
 
     async def _answer(self, chat: bool, request: dict[str, Any], fault: str | None,
-                      client: _Client | None, send: Send) -> None:
+                      client: _Client | None, send: Send, key: str) -> None:
         if fault in ("500", "503"):
-            return await _respond(send, int(fault), _error(f"injected fault {fault}"))
+            return await _respond(send, int(fault), _error(f"injected fault {fault}{key}"))
         if fault not in (None, *FAULTS):
             return await _respond(send, 400, _error(f"unknown x-fake-fault {fault!r}; "
                                                     f"choose one of {', '.join(FAULTS)}"))
@@ -254,6 +256,13 @@ class FakeOpenAI:
                            "usage": _usage(prompt, len(words))})
         body = b"".join(map(_event, events)) + b"data: [DONE]\n\n"
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _echoed_key(scope: Scope) -> str:
+    """The request's Authorization header, which fault answers echo as careless servers do
+    (so tests can check that a key never reaches an error message)."""
+    value = next((v.decode() for k, v in scope["headers"] if k == b"authorization"), "")
+    return f" (authorization: {value})" if value else ""
 
 
 def _prompt(request: dict[str, Any]) -> str:
