@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ladder.backends.base import BackendError, GenerationParams, StreamBroken
+from ladder.backends.base import BackendError, GenerationParams, StreamBroken, TextStream
 from ladder.backends.breaker import CircuitBreaker, CircuitOpen
 from ladder.backends.openai import OpenAIBackend
 from ladder.config import Price
@@ -235,7 +235,8 @@ def test_breaker_opens_then_half_opens_after_the_cooldown(app, url) -> None:
     assert isinstance(errors[2], CircuitOpen)
     assert str(errors[2]) == "small: circuit open for 10 s after 2 failures"
     with pytest.raises(CircuitOpen):
-        small.stream_chat(CHAT)  # refused before any request
+        run(lambda: _first(small.stream_chat(CHAT)))  # refused before any request
+    assert app.stats.calls == 2
     now[0] = 10.0
     assert breaker.state == "half-open"
     run(lambda: attempts(1))  # the trial fails: open again, for a new cooldown
@@ -244,6 +245,10 @@ def test_breaker_opens_then_half_opens_after_the_cooldown(app, url) -> None:
     app.faults.clear()
     assert run(lambda: attempts(1)) == [None]
     assert app.stats.calls == 4 and breaker.state == "closed"
+
+
+async def _first(stream: TextStream) -> str:
+    return await anext(stream)
 
 
 def test_open_breaker_escalates_without_calling(app, url) -> None:

@@ -87,20 +87,20 @@ class Rung:
 
     def stream_chat(self, messages: list[dict], params: GenerationParams = DEFAULT_PARAMS
                     ) -> TextStream:
-        """A pass-through chat stream; raises CircuitOpen here, before any request, while
-        the breaker is open."""
-        self.breaker.admit(self.name)
+        """A pass-through chat stream; while the breaker is open its first step raises
+        CircuitOpen, before any request."""
         return TextStream(self._watched(self.backend.stream_chat(messages, params)))
 
     def stream_complete(self, prompt: str, params: GenerationParams = DEFAULT_PARAMS
                         ) -> TextStream:
-        self.breaker.admit(self.name)
         return TextStream(self._watched(self.backend.stream_complete(prompt, params)))
 
     async def _watched(self, stream: TextStream) -> AsyncIterator[str | Usage]:
         """Relay a backend stream, telling the breaker how it ended: exhausted is a success,
         an error a failure; stopped early (closed or cancelled) counts as a success once a
-        delta arrived, else as no verdict."""
+        delta arrived, else as no verdict. Admitted on the first step, so a stream never
+        iterated holds no half-open trial."""
+        self.breaker.admit(self.name)
         delivered = False
         try:
             async for delta in stream:
