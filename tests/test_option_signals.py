@@ -60,7 +60,7 @@ class Scored(Backend):
     TOKENS = ((-0.5, -0.5), (-2.0,), (-1.0, -1.0, -2.0))
 
     async def generate(self, prompt: str, *, max_tokens: int = 32,
-                       stop: Sequence[str] = ("\n",)) -> Generation:
+                       stop: Sequence[str] = ("\n",), temperature: float = 0.0) -> Generation:
         return Generation("b", (-0.1, -0.2), Usage(3, 2, 0.0))
 
     async def score_options(self, prompt: str, options: Sequence[str]) -> OptionScores:

@@ -4,6 +4,10 @@ After each rung the model's output becomes a one-query QueryTable laid out like 
 training log, and the engine's own policy object scores it and decides (stop or
 climb); nothing of the policy is re-implemented here, so a replayed log gets
 exactly the decisions of the offline evaluation.
+
+A rung whose call fails (BackendError: unreachable, timed out, circuit open) is recorded
+as a 'failed' stage with NaN signals and the climb goes on; the answer is the best one a
+stage that succeeded gave, and only when none did does the decode raise CascadeFailed.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
-from ladder.backends.base import ModelOutput
+from ladder.backends.base import BackendError, GenerationParams, ModelOutput
 from ladder.config import Config, ConfigError, load_config
 from ladder.policies.baselines import FixedModel
 from ladder.policies.moa import PyramidMoA, layer_answer
@@ -34,28 +38,41 @@ from ladder.runlog.table import SIGNAL_COLUMNS, QueryTable
 from ladder.tasks import Item, TaskError, grade, item_from_dict
 
 T = TypeVar("T")
+FAILED_SIGNALS = {name: math.nan for name in ModelOutput("", "", *[math.nan] * 6).signals()}
+
+
+class CascadeFailed(BackendError):
+    """Every stage run for a query failed; `failures` holds each reason."""
+
+    def __init__(self, failures: Sequence[str]):
+        self.failures = tuple(failures)
+        super().__init__("every model failed: " + "; ".join(self.failures))
 
 
 @dataclass(frozen=True)
 class RungTrace:
     """What happened at one rung: the model's answer and signals, what the policy predicted
-    and compared, its decision, the model's own latency and the call's cost."""
+    and compared, its decision, the model's own latency and the call's cost. A failed
+    stage has decision 'failed', its reason in `error`, NaN signals and no cost."""
 
     model: str
     answer: str | None
     signals: dict[str, float]
     predicted_quality: float | None
     continuation_value: float | None
-    decision: str  # 'stop' or 'escalate'
+    decision: str  # 'stop', 'escalate' or 'failed'
     latency_s: float
     cost: float
+    error: str | None = None  # why a failed stage failed (never a key)
+    tokens_in: float = math.nan  # NaN when unknown (tokens_out is in signals)
 
 
 @dataclass(frozen=True)
 class Result:
     """The cascade's answer to one item. `model` gave the answer; `stage` is the last rung
     run (0-based); cost is every rung paid. quality: graded against the item's reference
-    (or the log's grade when replaying); None when unknown."""
+    (or the log's grade when replaying); None when unknown. failures: the reason of each
+    stage that failed, in order."""
 
     answer: str | None
     text: str
@@ -68,6 +85,7 @@ class Result:
     overhead_s: float  # time spent outside the models' calls
     route: dict | None = None  # router / routed: the start chosen and ĝ per model
     pyramid: dict | None = None  # moa: P_fail, both barriers of Eq. 5, the decision
+    failures: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,17 +151,29 @@ def _route(policy: object, item: Item) -> tuple[object, dict | None]:
 def _trace(name: str, output: ModelOutput, predicted: float | None,
            continuation: float | None, stop: bool) -> RungTrace:
     return RungTrace(name, output.answer, output.signals(), predicted, continuation,
-                     "stop" if stop else "escalate", output.latency_s, float(output.cost))
+                     "stop" if stop else "escalate", output.latency_s, float(output.cost),
+                     tokens_in=float(output.tokens_in))
+
+
+def _failed(name: str, error: str, wall: float) -> RungTrace:
+    return RungTrace(name, None, dict(FAILED_SIGNALS), None, None, "failed", wall, 0.0, error)
+
+
+def _reason(name: str, error: BackendError) -> str:
+    """The failure as `name: what happened` (backend messages name their own model)."""
+    message = str(error)
+    return message if message.startswith(f"{name}:") else f"{name}: {message}"
 
 
 class Cascade:
     """Runs a fitted policy on live models: `decode` one item, `decode_many` a batch.
 
     The sync methods run on the Cascade's own event loop; from async code or a notebook
-    use `adecode` / `adecode_many`. `close()` (or `with`) releases the backends."""
+    use `adecode` / `adecode_many`. `close()` (or `with`) releases the backends unless
+    `owns_backends` is False (rungs shared by several cascades, closed by their owner)."""
 
     def __init__(self, rungs: dict[str, Rung], policy: object, task_type: str = "short",
-                 concurrency: int = 4):
+                 concurrency: int = 4, owns_backends: bool = True):
         self.policy = policy
         self.chain = policy_chain(policy)
         missing = [m for m in self.chain if m not in rungs]
@@ -153,6 +183,7 @@ class Cascade:
         self.rungs = {name: rungs[name] for name in self.chain}
         self.task_type = task_type
         self.concurrency = concurrency
+        self.owns_backends = owns_backends
         self._inputs = getattr(policy, "inputs_", ("prompt", "answers"))
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -184,15 +215,17 @@ class Cascade:
         key = hashlib.blake2b(query.encode(), digest_size=6).hexdigest()
         return Item(f"prompt-{key}", query, self.task_type)
 
-    async def adecode(self, query: Item | str | dict) -> Result:
-        """Climb the ladder for one item (or prompt string, of the config's task type)."""
+    async def adecode(self, query: Item | str | dict,
+                      params: GenerationParams | None = None) -> Result:
+        """Climb the ladder for one item (or prompt string, of the config's task type);
+        `params` override the rungs' generation settings where set."""
         item = self._item(query)
         start = time.perf_counter()
         if isinstance(self.policy, PyramidMoA):
-            return await self._pyramid(item, start)
+            return await self._pyramid(item, start, params)
         climber, route = _route(self.policy, item)
-        chain = climber.chain_ if isinstance(climber, ChainPolicy) else (climber,)
-        outputs: list[ModelOutput] = []
+        chain = climber.chain_ if isinstance(climber, ChainPolicy) else self._fallbacks(climber)
+        outputs: list[ModelOutput | None] = []
         trace: list[RungTrace] = []
         scores = np.empty((1, 0))
         model_time = 0.0
@@ -200,52 +233,83 @@ class Cascade:
         table = live_table(item, chain, getattr(climber, "inputs_", self._inputs))
         codes: dict[str, int] = {}
         for stage, name in enumerate(chain):
-            output, wall = await self.rungs[name].run(item)
+            output, wall, error = await self._attempt(name, item, params)
             model_time += wall
             outputs.append(output)
+            last = stage == len(chain) - 1
             predicted = continuation = None
-            stop = stage == len(chain) - 1
+            stop = output is not None or last
             if isinstance(climber, ChainPolicy):
-                record(table, stage, output, codes)
+                # a failed stage stays NaN in the table; its step keeps the scores aligned
+                # and gives the position to return should it be the last stage
+                if output is not None:
+                    record(table, stage, output, codes)
                 decision = climber.step(table, stage, scores)
                 scores = decision.scores
-                stop = bool(decision.stop[0])
+                returned = int(decision.returned[0])
+                stop = last or (output is not None and bool(decision.stop[0]))
                 predicted = float(scores[0, -1])
                 if decision.continuation is not None:
                     continuation = float(decision.continuation[0])
-                returned = int(decision.returned[0])
-            else:
+            elif output is not None:
                 returned = stage
-            trace.append(_trace(name, output, predicted, continuation, stop))
+            if output is None:
+                trace.append(_failed(name, error or "", wall))
+            else:
+                trace.append(_trace(name, output, predicted, continuation, stop))
             if stop:
                 break
         return self._result(item, outputs, returned, chain, trace, start, model_time,
                             route=route)
 
-    async def _pyramid(self, item: Item, start: float) -> Result:
+    def _fallbacks(self, pick: str) -> tuple[str, ...]:
+        """A single model's run (router, fixed): the pick, then should it fail the dearer
+        models of the cost-ordered chain, then the cheaper ones, dearest first."""
+        at = self.chain.index(pick)
+        return (pick, *self.chain[at + 1:], *reversed(self.chain[:at]))
+
+    async def _attempt(self, name: str, item: Item, params: GenerationParams | None
+                       ) -> tuple[ModelOutput | None, float, str | None]:
+        """One rung's output and wall time, or None and the reason it failed."""
+        start = time.perf_counter()
+        try:
+            output, wall = await self.rungs[name].run(item, params)
+        except BackendError as error:
+            return None, time.perf_counter() - start, _reason(name, error)
+        return output, wall, None
+
+    async def _pyramid(self, item: Item, start: float, params: GenerationParams | None
+                       ) -> Result:
         """Pyramid MoA live: layer 1's members run concurrently and vote; the oracle runs
-        only when P_fail clears Eq. 5's barriers."""
+        only when P_fail clears Eq. 5's barriers (or when every member failed). A failed
+        member is a missing answer; a failed oracle leaves layer 1's majority."""
         policy = self.policy
         members, chain = list(policy.layer1_), policy.chain_
         began = time.perf_counter()
-        runs = await asyncio.gather(*(self.rungs[m].run(item) for m in members))
+        runs = await asyncio.gather(*(self._attempt(m, item, params) for m in members))
         model_time = time.perf_counter() - began
         table = live_table(item, chain, ("answers",))
         codes: dict[str, int] = {}
-        for stage, (output, _) in enumerate(runs):
-            record(table, stage, output, codes)
-        p_fail = float(policy.p_fail(table)[0])
-        escalate = p_fail > policy.barrier_
-        outputs = [output for output, _ in runs]
-        trace = [_trace(m, o, None, None, not escalate)
-                 for m, o in zip(members, outputs, strict=True)]
+        outputs = [output for output, _, _ in runs]
+        for stage, output in enumerate(outputs):
+            if output is not None:
+                record(table, stage, output, codes)
+        answered = any(o is not None for o in outputs)
+        p_fail = float(policy.p_fail(table)[0]) if answered else math.nan
+        escalate = not answered or p_fail > policy.barrier_
+        trace = [_trace(m, o, None, None, not escalate) if o is not None
+                 else _failed(m, error or "", wall)
+                 for m, (o, wall, error) in zip(members, runs, strict=True)]
         returned = int(layer_answer(table, range(len(members)))[0])
         if escalate:
-            output, wall = await self.rungs[policy.oracle_].run(item)
+            output, wall, error = await self._attempt(policy.oracle_, item, params)
             model_time += wall
             outputs.append(output)
-            trace.append(_trace(policy.oracle_, output, None, None, True))
-            returned = len(members)
+            if output is None:
+                trace.append(_failed(policy.oracle_, error or "", wall))
+            else:
+                trace.append(_trace(policy.oracle_, output, None, None, True))
+                returned = len(members)
         pyramid = {"p_fail": p_fail, "cost_barrier": policy.cost_barrier_,
                    "imperfection_barrier": policy.imperfection_barrier_,
                    "barrier": policy.barrier_, "escalate": bool(escalate)}
@@ -253,19 +317,28 @@ class Cascade:
                             pyramid=pyramid)
 
     @staticmethod
-    def _result(item: Item, outputs: list[ModelOutput], returned: int, chain: Sequence[str],
-                trace: list[RungTrace], start: float, model_time: float,
-                **extra: dict | None) -> Result:
+    def _result(item: Item, outputs: list[ModelOutput | None], returned: int,
+                chain: Sequence[str], trace: list[RungTrace], start: float,
+                model_time: float, **extra: dict | None) -> Result:
+        """The result answered by stage `returned`, or by the latest stage that succeeded
+        should that one have failed; CascadeFailed when none did."""
+        failures = tuple(t.error for t in trace if t.error is not None)
+        if outputs[returned] is None:
+            succeeded = [k for k, o in enumerate(outputs) if o is not None]
+            if not succeeded:
+                raise CascadeFailed(failures)
+            returned = succeeded[-1]
         chosen = outputs[returned]
+        assert chosen is not None
         quality = grade(item, chosen.answer) if item.reference is not None else chosen.quality
         total = time.perf_counter() - start
-        return Result(chosen.answer, chosen.text, chain[returned], len(outputs) - 1,
+        return Result(chosen.answer, chosen.text, chain[returned], len(trace) - 1,
                       math.fsum(t.cost for t in trace), tuple(trace), quality, total,
-                      total - model_time, **extra)
+                      total - model_time, **extra, failures=failures)
 
     async def adecode_many(self, queries: Iterable[Item | str | dict],
-                           concurrency: int | None = None,
-                           progress: bool = True) -> list[Result]:
+                           concurrency: int | None = None, progress: bool = True,
+                           params: GenerationParams | None = None) -> list[Result]:
         """Decode a batch, at most `concurrency` items in flight, results in input order."""
         items = [self._item(q) for q in queries]
         gate = asyncio.Semaphore(concurrency or self.concurrency)
@@ -275,7 +348,7 @@ class Cascade:
 
             async def one(item: Item) -> Result:
                 async with gate:
-                    result = await self.adecode(item)
+                    result = await self.adecode(item, params)
                 bar.advance(task)
                 return result
 
@@ -296,14 +369,19 @@ class Cascade:
             self._loop = asyncio.new_event_loop()
         return self._loop.run_until_complete(coroutine)
 
-    def decode(self, query: Item | str | dict) -> Result:
-        return self._sync(self.adecode(query))
+    def decode(self, query: Item | str | dict,
+               params: GenerationParams | None = None) -> Result:
+        return self._sync(self.adecode(query, params))
 
     def decode_many(self, queries: Iterable[Item | str | dict], concurrency: int | None = None,
-                    progress: bool = True) -> list[Result]:
-        return self._sync(self.adecode_many(queries, concurrency, progress))
+                    progress: bool = True, params: GenerationParams | None = None
+                    ) -> list[Result]:
+        return self._sync(self.adecode_many(queries, concurrency, progress, params))
 
     async def aclose(self) -> None:
+        """Close the backends, when this cascade owns them."""
+        if not self.owns_backends:
+            return
         for rung in self.rungs.values():
             await rung.backend.aclose()
 

@@ -5,13 +5,17 @@ with per-token log-probabilities, and score the options of a multiple-choice ite
 by their log-likelihood after the prompt. `answer` turns either into one rung's
 output for an item (answer, signals, usage); the replay backend answers from a
 run log instead. Cost is not a backend's business: the runtime prices usage.
+
+For the gateway's pass-through, `chat` / `complete` (and their `stream_*` forms) call the
+model with a client's own messages or prompt; the defaults here build on `generate`, and
+backends with a native chat API (openai, llamacpp) override them.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +23,7 @@ import numpy as np
 from ladder.tasks import Item, extract_answer
 
 DEFAULT_TEMPLATE = "Question: {prompt}\nAnswer:"
+PASSTHROUGH_MAX_TOKENS = 256  # a pass-through call without max_tokens, where a limit is needed
 
 
 def with_option(prompt: str, option: str) -> str:
@@ -29,7 +34,29 @@ def with_option(prompt: str, option: str) -> str:
 
 
 class BackendError(RuntimeError):
-    """A model call failed (server unreachable, bad response, missing weights)."""
+    """A model call failed (server unreachable, bad response, missing weights).
+
+    `caller_fault`: the request itself was refused (HTTP 400/413/422), which says nothing
+    about the model's health, so a circuit breaker does not count it."""
+
+    caller_fault = False
+
+
+class StreamBroken(BackendError):
+    """A stream failed after its first delta: text already went out, so no fallback."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """A request's generation settings; None keeps the default (for a rung: the task's
+    max_tokens, stop at a newline, temperature 0; for a pass-through: the server's)."""
+
+    max_tokens: int | None = None
+    stop: tuple[str, ...] | None = None
+    temperature: float | None = None
+
+
+DEFAULT_PARAMS = GenerationParams()
 
 
 @dataclass(frozen=True)
@@ -46,6 +73,53 @@ class Generation:
     text: str
     token_logprobs: tuple[float, ...] | None
     usage: Usage
+
+
+class TextStream:
+    """An async iterator of text deltas; `usage` is set once it is exhausted (None before).
+
+    Wraps a source that yields str deltas and, last, one Usage. Close it (`aclose`, or use
+    it as `async with`) when stopping early, so an HTTP response behind it is released."""
+
+    def __init__(self, source: AsyncIterator[str | Usage]):
+        self._source = source
+        self.usage: Usage | None = None
+
+    def __aiter__(self) -> TextStream:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            item = await self._source.__anext__()
+            if isinstance(item, Usage):
+                self.usage = item
+                continue
+            return item
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._source, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def __aenter__(self) -> TextStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def render_messages(messages: Sequence[dict]) -> str:
+    """Chat messages as one plain prompt ("role: content" lines, then "assistant:"), for
+    models without a chat template or endpoint."""
+    lines = [f"{m.get('role', 'user')}: {_content(m.get('content'))}" for m in messages]
+    return "\n".join([*lines, "assistant:"])
+
+
+def _content(content: object) -> str:
+    """A message's text; OpenAI's list-of-parts form keeps its text parts."""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
 
 
 @dataclass(frozen=True)
@@ -138,8 +212,9 @@ class Backend(ABC):
 
     @abstractmethod
     async def generate(self, prompt: str, *, max_tokens: int = 32,
-                       stop: Sequence[str] = ("\n",)) -> Generation:
-        """Greedy continuation of `prompt` with the log-probability of each token."""
+                       stop: Sequence[str] = ("\n",), temperature: float = 0.0) -> Generation:
+        """Continuation of `prompt` (greedy at temperature 0) with each token's
+        log-probability."""
 
     @abstractmethod
     async def score_options(self, prompt: str, options: Sequence[str]) -> OptionScores:
@@ -148,12 +223,35 @@ class Backend(ABC):
     async def aclose(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release connections or memory."""
 
+    async def complete(self, prompt: str, params: GenerationParams = DEFAULT_PARAMS
+                       ) -> Generation:
+        """A pass-through completion of a client's prompt."""
+        return await self.generate(prompt, max_tokens=params.max_tokens or PASSTHROUGH_MAX_TOKENS,
+                                   stop=params.stop or (), temperature=params.temperature or 0.0)
+
+    async def chat(self, messages: list[dict], params: GenerationParams = DEFAULT_PARAMS
+                   ) -> Generation:
+        """A pass-through chat call: the messages rendered as one prompt."""
+        return await self.complete(render_messages(messages), params)
+
+    def stream_complete(self, prompt: str, params: GenerationParams = DEFAULT_PARAMS
+                        ) -> TextStream:
+        """`complete` as a stream; by default the whole generation is one delta."""
+        return TextStream(_one_delta(lambda: self.complete(prompt, params)))
+
+    def stream_chat(self, messages: list[dict], params: GenerationParams = DEFAULT_PARAMS
+                    ) -> TextStream:
+        return self.stream_complete(render_messages(messages), params)
+
     async def answer(self, item: Item, template: str = DEFAULT_TEMPLATE,
-                     max_tokens: int = 32) -> ModelOutput:
+                     max_tokens: int = 32, params: GenerationParams | None = None
+                     ) -> ModelOutput:
         """Run the model on an item: options by likelihood for choice items, else generation.
 
         Confidence is the softmax over the options' log-likelihoods of the chosen option
-        (choice) or the probability of the whole generated answer (exp of the token sum)."""
+        (choice) or the probability of the whole generated answer (exp of the token sum).
+        `params` overrides max_tokens, the newline stop and temperature 0 where set."""
+        params = params or DEFAULT_PARAMS
         prompt = template.format(prompt=item.prompt)
         if item.type == "choice" and self.scores_options:
             return self._choose(item, await self.score_options(prompt, item.options or ()))
@@ -162,7 +260,9 @@ class Backend(ABC):
             prompt = template.format(
                 prompt=f"{item.prompt}\nOptions: {listed}\nReply with one option, word for word."
             )
-        generation = await self.generate(prompt, max_tokens=max_tokens)
+        stop = ("\n",) if params.stop is None else params.stop
+        generation = await self.generate(prompt, max_tokens=params.max_tokens or max_tokens,
+                                         stop=stop, temperature=params.temperature or 0.0)
         logprobs = generation.token_logprobs
         mean, low = _logprob_stats(logprobs)
         confidence = math.exp(sum(logprobs)) if logprobs else math.nan
@@ -179,3 +279,11 @@ class Backend(ABC):
         return ModelOutput(option, option, summary.confidence, mean, low, usage.tokens_in,
                            len(scores.token_logprobs[best]), usage.latency_s,
                            margin=summary.margin, entropy=summary.entropy)
+
+
+async def _one_delta(call: Callable[[], Awaitable[Generation]]) -> AsyncIterator[str | Usage]:
+    """The call made on first iteration (a stream never iterated calls nothing)."""
+    generation = await call()
+    if generation.text:
+        yield generation.text
+    yield generation.usage

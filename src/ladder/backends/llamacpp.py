@@ -4,6 +4,8 @@ llama-cpp-python's own `logprobs=` sorts the whole vocabulary in Python for ever
 token (10-40x the generation time on 2 cores); here the model keeps every
 position's logits (`logits_all`) and numpy takes the log-softmax of just the rows
 needed. The prompt's evaluated prefix is reused across the options of an item.
+Pass-through chat uses the model's own chat template (`create_chat_completion`); its
+stream is produced in the worker thread and handed to the event loop chunk by chunk.
 """
 
 from __future__ import annotations
@@ -14,17 +16,22 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from ladder.backends.base import (
+    DEFAULT_PARAMS,
+    PASSTHROUGH_MAX_TOKENS,
     Backend,
     BackendError,
     Generation,
+    GenerationParams,
     OptionScores,
+    StreamBroken,
+    TextStream,
     Usage,
     with_option,
 )
@@ -99,6 +106,15 @@ def _llama_class() -> type:
     return Llama
 
 
+_END = object()  # the end of a chat stream
+
+
+def _sample(row: np.ndarray, temperature: float) -> int:
+    """A token drawn from the softmax of the log-probabilities `row` at `temperature`."""
+    weights = np.exp((row - row.max()) / temperature)
+    return int(np.random.default_rng().choice(len(row), p=weights / weights.sum()))
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -171,7 +187,10 @@ class LlamaCppBackend(Backend):
         return OptionScores(tuple(per_option),
                             Usage(evaluated, 0, time.perf_counter() - start))
 
-    def _generate_sync(self, prompt: str, max_tokens: int, stop: Sequence[str]) -> Generation:
+    def _generate_sync(self, prompt: str, max_tokens: int, stop: Sequence[str],
+                       temperature: float) -> Generation:
+        """Greedy at temperature 0, else sampled from the tempered softmax; the logprobs
+        are always the untempered model's."""
         start = time.perf_counter()
         tokens = self._tokens(prompt)
         self._fit(len(tokens) + max_tokens)
@@ -183,7 +202,7 @@ class LlamaCppBackend(Backend):
         text = ""
         for _ in range(max_tokens):
             row = log_softmax(llama.scores[llama.n_tokens - 1])
-            token = int(np.argmax(row))
+            token = int(np.argmax(row)) if temperature <= 0 else _sample(row, temperature)
             if token == eos:
                 break
             out.append(token)
@@ -202,9 +221,77 @@ class LlamaCppBackend(Backend):
             return function(*args)
 
     async def generate(self, prompt: str, *, max_tokens: int = 32,
-                       stop: Sequence[str] = ("\n",)) -> Generation:
+                       stop: Sequence[str] = ("\n",), temperature: float = 0.0) -> Generation:
         return await asyncio.to_thread(self._locked, self._generate_sync, prompt, max_tokens,
-                                       tuple(stop))
+                                       tuple(stop), temperature)
+
+    def _chat_call(self, messages: list[dict], params: GenerationParams,
+                   stream: bool) -> Callable[[], object]:
+        def call() -> object:
+            try:
+                return self._load().create_chat_completion(
+                    messages=messages, stream=stream, stop=list(params.stop or ()),
+                    max_tokens=params.max_tokens or PASSTHROUGH_MAX_TOKENS,
+                    temperature=params.temperature or 0.0)
+            except ValueError as error:  # e.g. the prompt exceeds the context
+                raise BackendError(f"{self.model}: {error}") from None
+        return call
+
+    async def chat(self, messages: list[dict], params: GenerationParams = DEFAULT_PARAMS
+                   ) -> Generation:
+        """Through the model's chat template."""
+        start = time.perf_counter()
+        data = await asyncio.to_thread(self._locked, self._chat_call(messages, params, False))
+        usage = data.get("usage") or {}
+        return Generation(data["choices"][0]["message"]["content"] or "", None,
+                          Usage(int(usage.get("prompt_tokens") or 0),
+                                int(usage.get("completion_tokens") or 0),
+                                time.perf_counter() - start))
+
+    def stream_chat(self, messages: list[dict], params: GenerationParams = DEFAULT_PARAMS
+                    ) -> TextStream:
+        return TextStream(self._chat_stream(messages, params))
+
+    async def _chat_stream(self, messages: list[dict], params: GenerationParams
+                           ) -> AsyncIterator[str | Usage]:
+        """Chunks from the worker thread through a queue; closing or cancelling the stream
+        tells the thread to stop after its current token."""
+        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+        call = self._chat_call(messages, params, True)
+
+        def post(item: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def produce() -> None:
+            try:
+                with self._lock:
+                    chunks: Iterator[dict] = call()  # type: ignore[assignment]
+                    for chunk in chunks:
+                        if stop.is_set():
+                            break
+                        post(chunk["choices"][0]["delta"].get("content") or "")
+            except BaseException as error:  # handed to the loop, raised there
+                post(error)
+            post(_END)
+
+        loop.run_in_executor(None, produce)
+        count = 0
+        try:
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, BaseException):
+                    broken = StreamBroken if count else BackendError
+                    raise broken(f"{self.model}: chat stream failed: {item}") from item
+                if item:
+                    count += 1
+                    yield item
+        finally:
+            stop.set()
+        # llama-cpp-python's stream reports no usage: one chunk is one token, prompt unknown
+        yield Usage(0, count, time.perf_counter() - start)
 
     async def score_options(self, prompt: str, options: Sequence[str]) -> OptionScores:
         return await asyncio.to_thread(self._locked, self._score_sync, prompt, tuple(options))

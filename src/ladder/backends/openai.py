@@ -2,30 +2,42 @@
 
 Generation uses /completions or /chat/completions; option scoring needs /completions with
 `echo`, because only the echoed prompt carries the log-probabilities of the option tokens.
+Pass-through calls (`chat`, `complete`, streamed or not) go to the configured endpoint too:
+chat messages to a completions endpoint are rendered as one prompt. Streams are retried
+like every call until the response starts; they are parsed in `openai_stream`.
 The API key is read from an environment variable and kept out of every message and repr.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 
 from ladder.backends.base import (
+    DEFAULT_PARAMS,
     Backend,
     BackendError,
     Generation,
+    GenerationParams,
     OptionScores,
+    TextStream,
     Usage,
+    render_messages,
     with_option,
 )
+from ladder.backends.openai_stream import sse_deltas
 
 ENDPOINTS = ("completions", "chat")
 _RETRY_ERRORS = (httpx.NetworkError, httpx.RemoteProtocolError)  # timeouts are not retried
+
+
+CALLER_FAULTS = (400, 413, 422)  # the request was refused: no sign of the server's health
 
 
 class _StatusError(BackendError):
@@ -35,10 +47,11 @@ class _StatusError(BackendError):
         super().__init__(message)
         self.status = status
         self.body = body
+        self.caller_fault = status in CALLER_FAULTS
 
 
 class OpenAIBackend(Backend):
-    """One model on an OpenAI-compatible server, called with temperature 0."""
+    """One model on an OpenAI-compatible server (temperature 0 unless a request sets it)."""
 
     retry_base_s = 0.5  # backoff before retry n is retry_base_s * 2**n; tests set it to 0
 
@@ -91,61 +104,130 @@ class OpenAIBackend(Backend):
             text += f": {body[:200]}"
         return text.replace(self._key, "***") if self._key else text
 
-    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST JSON, retrying 429, 5xx and dropped connections with exponential backoff."""
+    async def _send(self, path: str, payload: dict[str, Any],
+                    stream: bool = False) -> httpx.Response:
+        """POST JSON, retrying 429, 5xx and dropped connections with exponential backoff
+        until a response starts; a streamed one is returned open (the caller closes it).
+        Timeouts are not retried: a server that timed out is overloaded."""
         url = self.base_url + path
+        client = self._http()
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
-                response = await self._http().post(url, json=payload)
+                response = await client.send(client.build_request("POST", url, json=payload),
+                                             stream=stream)
+                if stream and response.status_code >= 400:
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
             except httpx.TimeoutException:
-                message = self._fail(path, f"timed out after {self.timeout_s} s")
-                raise BackendError(message) from None
+                raise BackendError(self._fail(path, self._timed_out())) from None
             except _RETRY_ERRORS as error:
                 if last:
                     raise BackendError(self._fail(
                         path, f"failed: cannot reach {httpx.URL(url).host} "
                               f"({type(error).__name__})")) from None
             else:
-                status, body = response.status_code, response.text
+                status = response.status_code
                 if status < 400:
-                    try:
-                        data = response.json()
-                    except ValueError:
-                        data = None
-                    if not isinstance(data, dict):
-                        raise BackendError(self._fail(path, "gave a non-JSON-object answer",
-                                                      body))
-                    return data
+                    return response
                 if last or not (status == 429 or status >= 500):
+                    body = response.text
                     raise _StatusError(self._fail(path, f"failed: HTTP {status}", body),
                                        status, body)
             await asyncio.sleep(self.retry_base_s * 2**attempt)
         raise AssertionError("unreachable")
 
+    def _timed_out(self) -> str:
+        return f"timed out after {self.timeout_s:g} s"
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST JSON (retried as `_send`) and read a JSON object back."""
+        response = await self._send(path, payload)
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise BackendError(self._fail(path, "gave a non-JSON-object answer", response.text))
+        return data
+
     def _malformed(self, path: str, data: dict[str, Any], error: Exception) -> BackendError:
         return BackendError(self._fail(path, f"gave an unexpected answer "
                                              f"({type(error).__name__}: {error})", str(data)))
 
-    async def generate(self, prompt: str, *, max_tokens: int = 32,
-                       stop: Sequence[str] = ("\n",)) -> Generation:
-        """Greedy text; asks for logprobs unless the server has already refused them."""
+    def _request(self, content: str | list[dict], params: GenerationParams,
+                 logprobs: bool) -> tuple[str, dict[str, Any], bool]:
+        """Path, payload and chat-ness for a prompt (str) or chat messages on this backend's
+        endpoint; only the params that are set are sent (else the server's defaults)."""
         chat = self.endpoint == "chat"
-        path = "/chat/completions" if chat else "/completions"
-        payload: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens,
-                                   "temperature": 0, "stop": list(stop)}
+        payload: dict[str, Any] = {"model": self.model}
         if chat:
-            payload["messages"] = [{"role": "user", "content": prompt}]
+            payload["messages"] = ([{"role": "user", "content": content}]
+                                   if isinstance(content, str) else content)
         else:
-            payload["prompt"] = prompt
+            payload["prompt"] = content if isinstance(content, str) else render_messages(content)
+        if params.max_tokens is not None:
+            payload["max_tokens"] = params.max_tokens
+        if params.temperature is not None:
+            payload["temperature"] = params.temperature
+        if params.stop is not None:
+            payload["stop"] = list(params.stop)
+        if logprobs and self.logprobs:
+            payload["logprobs"] = True if chat else 1
+        return ("/chat/completions" if chat else "/completions"), payload, chat
+
+    async def generate(self, prompt: str, *, max_tokens: int = 32,
+                       stop: Sequence[str] = ("\n",), temperature: float = 0.0) -> Generation:
+        """Text with logprobs, unless the server has already refused them."""
+        return await self._generation(prompt, GenerationParams(max_tokens, tuple(stop),
+                                                               temperature), logprobs=True)
+
+    async def complete(self, prompt: str, params: GenerationParams = DEFAULT_PARAMS
+                       ) -> Generation:
+        return await self._generation(prompt, params, logprobs=False)
+
+    async def chat(self, messages: list[dict], params: GenerationParams = DEFAULT_PARAMS
+                   ) -> Generation:
+        return await self._generation(messages, params, logprobs=False)
+
+    def stream_complete(self, prompt: str, params: GenerationParams = DEFAULT_PARAMS
+                        ) -> TextStream:
+        return TextStream(self._stream(prompt, params))
+
+    def stream_chat(self, messages: list[dict], params: GenerationParams = DEFAULT_PARAMS
+                    ) -> TextStream:
+        return TextStream(self._stream(messages, params))
+
+    async def _stream(self, content: str | list[dict], params: GenerationParams
+                      ) -> AsyncIterator[str | Usage]:
+        """SSE deltas; the response is closed however the stream ends (cancelled too)."""
+        path, payload, chat = self._request(content, params, logprobs=False)
+        payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+        start = time.perf_counter()
+        response = await self._send(path, payload, stream=True)
+        try:
+            deltas = sse_deltas(response, chat, start, lambda what: self._fail(path, what),
+                                self._timed_out())
+            async with contextlib.aclosing(deltas):
+                async for item in deltas:
+                    yield item
+        finally:
+            await response.aclose()
+
+    async def _generation(self, content: str | list[dict], params: GenerationParams,
+                          logprobs: bool) -> Generation:
+        path, payload, chat = self._request(content, params, logprobs)
         start = time.perf_counter()
         try:
-            data = await self._post(path, self._with_logprobs(payload, chat))
+            data = await self._post(path, payload)
         except _StatusError as error:
-            if not (self.logprobs and error.status == 400 and "logprob" in error.body.lower()):
+            if not ("logprobs" in payload and error.status == 400
+                    and "logprob" in error.body.lower()):
                 raise
             self.logprobs = False  # this model does not give them: stop asking
-            data = await self._post(path, payload)
+            data = await self._post(path, self._request(content, params, False)[1])
         latency = time.perf_counter() - start
         try:
             choice = data["choices"][0]
@@ -157,18 +239,13 @@ class OpenAIBackend(Backend):
             else:
                 text = choice["text"]
                 raw = block.get("token_logprobs") or []
-            logprobs = tuple(float(x) for x in raw if x is not None) or None
+            token_logprobs = tuple(float(x) for x in raw if x is not None) or None
             usage = data.get("usage") or {}
             tokens_in = int(usage.get("prompt_tokens") or 0)
-            tokens_out = int(usage.get("completion_tokens") or len(logprobs or ()))
+            tokens_out = int(usage.get("completion_tokens") or len(token_logprobs or ()))
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
             raise self._malformed(path, data, error) from None
-        return Generation(text, logprobs, Usage(tokens_in, tokens_out, latency))
-
-    def _with_logprobs(self, payload: dict[str, Any], chat: bool) -> dict[str, Any]:
-        if not self.logprobs:
-            return payload
-        return {**payload, "logprobs": True if chat else 1}
+        return Generation(text, token_logprobs, Usage(tokens_in, tokens_out, latency))
 
     async def score_options(self, prompt: str, options: Sequence[str]) -> OptionScores:
         """Each option's token log-probabilities, read from the echoed prompt + option."""

@@ -19,6 +19,7 @@ from ladder.backends.base import (
     Backend,
     BackendError,
     Generation,
+    GenerationParams,
     ModelOutput,
     OptionScores,
 )
@@ -82,7 +83,8 @@ class ReplayBackend(Backend):
         self._outputs = by_model[model]
 
     async def answer(self, item: Item, template: str = DEFAULT_TEMPLATE,
-                     max_tokens: int = 32) -> ModelOutput:
+                     max_tokens: int = 32, params: GenerationParams | None = None
+                     ) -> ModelOutput:
         try:
             return self._outputs[item.id]
         except KeyError:
@@ -90,7 +92,7 @@ class ReplayBackend(Backend):
                                f"{self.log}") from None
 
     async def generate(self, prompt: str, *, max_tokens: int = 32,
-                       stop: Sequence[str] = ("\n",)) -> Generation:
+                       stop: Sequence[str] = ("\n",), temperature: float = 0.0) -> Generation:
         raise BackendError("the replay backend answers logged queries only (decode an item "
                            "with the log's query id); it cannot generate new text")
 
