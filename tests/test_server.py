@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
-from gateway_setup import gateway_config  # noqa: E402
+from fastapi.testclient import TestClient
 
-from ladder.config import load_config  # noqa: E402
-from ladder.server.app import create_app  # noqa: E402
+from gateway_setup import gateway_config
+from ladder.config import load_config
+from ladder.server.app import create_app
 
 CHAT = "/v1/chat/completions"
 
@@ -150,9 +150,9 @@ def test_feedback_is_recorded_and_unknown_ids_are_404(served):
     ({}, 401), ({"Authorization": "Bearer sk-wrong"}, 401), ({"Authorization": "sk"}, 401)])
 def test_keys_are_required_and_never_stored(served, headers, status):
     client, folder = served
-    with TestClient(client.app) as anonymous:
-        response = anonymous.post(CHAT, json={"model": "small", "messages": [ask(1)]},
-                                  headers=headers)
+    anonymous = TestClient(client.app)  # no `with`: the app's lifespan is already running
+    response = anonymous.post(CHAT, json={"model": "small", "messages": [ask(1)]},
+                              headers=headers)
     assert response.status_code == status
     assert response.json()["error"]["type"] == "authentication_error"
     assert b"sk-test-secret-1" not in (folder / "gateway.db").read_bytes()

@@ -112,6 +112,15 @@ async def _until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
     return task.result()
 
 
+def _caller(request: Request,
+            authorization: Annotated[str | None, Header()] = None) -> str | None:
+    """The key id of the request's bearer key (401 unless it is one of the gateway's)."""
+    return request.app.state.gateway.keys.identify(authorization)
+
+
+Caller = Annotated[str | None, Depends(_caller)]
+
+
 def create_app(config: Config, store: Store | None = None,
                gateway: Gateway | None = None) -> FastAPI:
     """The gateway app for a config (its database opened here unless a store is given)."""
@@ -132,11 +141,6 @@ def create_app(config: Config, store: Store | None = None,
                   description="OpenAI-compatible: cascades of models that climb only as far "
                               "as needed.")
     app.state.gateway = gateway
-
-    def caller(authorization: Annotated[str | None, Header()] = None) -> str | None:
-        return gateway.keys.identify(authorization)
-
-    Caller = Annotated[str | None, Depends(caller)]
 
     async def complete(endpoint: str, request: Request, body: Any, key: str | None) -> Any:
         with gateway.admitted():
