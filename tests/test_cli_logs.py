@@ -89,3 +89,12 @@ def test_nothing_to_export_and_bad_suffix(tmp_path, make_request):
     result = runner.invoke(app, ["logs", "export", "-o", str(tmp_path / "x.txt"),
                                  "--database", url])
     one_line_error(result, "name the output")
+
+
+def test_spend_shows_each_key_by_digest(tmp_path, make_request):
+    fill(f"sqlite:///{tmp_path / 'gw.db'}", make_request, n=4)
+    result = runner.invoke(app, ["logs", "spend", "--database",
+                                 f"sqlite:///{tmp_path / 'gw.db'}"])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if " k1 " in line]
+    assert len(rows) == 1 and " 5 " in rows[0]  # 4 labelled requests and 1 unlabelled
