@@ -3,13 +3,16 @@
 A task file is JSON Lines, one item per line: `id`, `prompt`, `type` (`choice`,
 `short` or `number`), `options` (choice only) and `reference` (the correct option,
 the accepted answer or list of answers, or the number). Extra keys are kept in
-`Item.meta` (e.g. `domain`, written to the run log as the benchmark).
+`Item.meta` (e.g. `domain`, written to the run log as the benchmark). A `short` item may
+list `distractors` (wrong answers a reader could confuse with the reference): it is then
+graded as free text by `grade_free_text`, not by exact equality.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -133,7 +136,57 @@ def grade(item: Item, answer: str | None) -> float | None:
         return float(value is not None and math.isclose(float(value), float(item.reference),
                                                         rel_tol=1e-6, abs_tol=1e-9))
     accepted = item.reference if isinstance(item.reference, tuple) else (item.reference,)
+    if "distractors" in item.meta:
+        return float(any(grade_free_text(answer, str(a), item.meta["distractors"],
+                                         item.prompt) for a in accepted))
     return float(normalise_text(answer) in {normalise_text(str(a)) for a in accepted})
+
+
+_SYMBOLS = re.compile(r"[^\w\s]")
+_NUMBER = re.compile(r"^\d+$")  # normalised: no signs, points or commas left
+
+
+def _words(text: str | None) -> tuple[str, ...]:
+    """Normalised words, quotes and other non-ASCII punctuation ("“Paris”") split off too."""
+    return tuple(_SYMBOLS.sub(" ", normalise_text(text) or "").split())
+
+
+def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    """Whether `phrase` occurs in `words` as whole words, in order and adjacent."""
+    n = len(phrase)
+    return n > 0 and any(words[k:k + n] == phrase for k in range(len(words) - n + 1))
+
+
+def grade_free_text(answer: str | None, reference: str, distractors: Sequence[str] = (),
+                    question: str = "") -> bool:
+    """Whether a free-text answer gives `reference`, as a person would judge it.
+
+    Compared as whole words after normalisation (case, punctuation, articles), so "The
+    answer is carbon dioxide." and "It is the Amazon River" pass: the reference must occur
+    in the answer, and no distractor (the item's other options) may, nor "or": an answer
+    that names a second candidate hedges and fails. For a numeric reference every other
+    number is a distractor too (bar those the question states: "7 + 5 = 12" passes,
+    "144 / 12 = 11" does not). A distractor lying inside the reference ("vitamin A" in
+    "vitamin D" once the article-like "a" is dropped) cannot be told apart and is ignored.
+    Not caught: a list of candidates none of which is an option ("Paris, Rome, Berlin")."""
+    words, wanted = _words(answer), _words(reference)
+    if not _contains(words, wanted) or ("or" in words and "or" not in wanted):
+        return False
+    others = [_words(d) for d in distractors]
+    if _NUMBER.match(" ".join(wanted)):
+        stated = set(_words(question)) | set(wanted)
+        others += [(w,) for w in words if _NUMBER.match(w) and w not in stated]
+    return not any(_contains(words, d) for d in others if not _contains(wanted, d))
+
+
+def free_text(item: Item) -> Item:
+    """A choice item asked without its options: a `short` item whose reference is the
+    correct option, graded by `grade_free_text` against the other options."""
+    if item.type != "choice":
+        raise TaskError(f"{item.id}: only a choice item can be asked as free text")
+    others = [o for o in item.options or () if o != item.reference]
+    return Item(item.id, item.prompt, "short", None, item.reference,
+                {**item.meta, "distractors": others})
 
 
 def extract_answer(item: Item, text: str) -> str | None:
