@@ -58,6 +58,16 @@ def test_free_text_numbers_other_than_the_question_s_are_distractors() -> None:
     assert not grade_free_text("144 / 12 = 11", "12", ("10", "14"), "What is 144 divided by 12?")
 
 
+def test_free_text_number_words_plurals_and_working() -> None:
+    assert grade_free_text("4 strings", "four", ("three", "five"), "How many strings?")
+    assert grade_free_text("Frogs are amphibians.", "amphibian", ("reptile", "fish"))
+    assert not grade_free_text("leaf", "leaves", ("leafs",), 'What is the plural of "leaf"?')
+    three_weeks = "How many days are in three weeks?"
+    assert grade_free_text("3 weeks = 3 * 7 = 21 days", "21", ("14", "28"), three_weeks)
+    assert grade_free_text("There are 21 days in 3 weeks", "21", ("14", "28"), three_weeks)
+    assert not grade_free_text("21 or 22", "21", ("14", "28"), three_weeks)
+
+
 def test_a_distractor_inside_the_reference_is_ignored() -> None:
     # "vitamin A" loses its "a" to normalisation and would lie inside "vitamin D"
     assert grade_free_text("Vitamin D", "vitamin D", ("vitamin A", "vitamin C"))

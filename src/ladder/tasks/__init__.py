@@ -144,39 +144,50 @@ def grade(item: Item, answer: str | None) -> float | None:
 
 _SYMBOLS = re.compile(r"[^\w\s]")
 _NUMBER = re.compile(r"^\d+$")  # normalised: no signs, points or commas left
+_NUMBER_WORDS = {w: str(k) for k, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
 
 
 def _words(text: str | None) -> tuple[str, ...]:
-    """Normalised words, quotes and other non-ASCII punctuation ("“Paris”") split off too."""
-    return tuple(_SYMBOLS.sub(" ", normalise_text(text) or "").split())
+    """Normalised words, non-ASCII punctuation ("“Paris”") split off, number words as
+    digits ("four" → "4")."""
+    words = _SYMBOLS.sub(" ", normalise_text(text) or "").split()
+    return tuple(_NUMBER_WORDS.get(w, w) for w in words)
 
 
 def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
-    """Whether `phrase` occurs in `words` as whole words, in order and adjacent."""
+    """Whether `phrase` occurs in `words` as whole words, in order and adjacent; a word of
+    `words` may be the plural of the phrase's ("frogs are amphibians" has "amphibian")."""
     n = len(phrase)
-    return n > 0 and any(words[k:k + n] == phrase for k in range(len(words) - n + 1))
+    return n > 0 and any(
+        all(w in (p, p + "s", p + "es") for w, p in zip(words[k:k + n], phrase, strict=True))
+        for k in range(len(words) - n + 1))
 
 
 def grade_free_text(answer: str | None, reference: str, distractors: Sequence[str] = (),
                     question: str = "") -> bool:
     """Whether a free-text answer gives `reference`, as a person would judge it.
 
-    Compared as whole words after normalisation (case, punctuation, articles), so "The
-    answer is carbon dioxide." and "It is the Amazon River" pass: the reference must occur
-    in the answer, and no distractor (the item's other options) may, nor "or": an answer
-    that names a second candidate hedges and fails. For a numeric reference every other
-    number is a distractor too (bar those the question states: "7 + 5 = 12" passes,
-    "144 / 12 = 11" does not). A distractor lying inside the reference ("vitamin A" in
-    "vitamin D" once the article-like "a" is dropped) cannot be told apart and is ignored.
-    Not caught: a list of candidates none of which is an option ("Paris, Rome, Berlin")."""
+    Compared as whole words after normalisation (case, punctuation, articles; number words
+    as digits), so "The answer is carbon dioxide." and "It is the Amazon River" pass: the
+    reference must occur in the answer, and no distractor (the item's other options) may,
+    nor "or": an answer that names a second candidate hedges and fails. For a numeric
+    reference another number fails it too, unless the question states it or the answer
+    ends on the reference ("7 + 5 = 12" and "3 × 7 = 21" pass, "144 / 12 = 11" does not).
+    A distractor lying inside the reference ("vitamin A" in "vitamin D" once the
+    article-like "a" is dropped) cannot be told apart and is ignored. Not caught: a list of
+    candidates none of which is an option ("Paris, Rome, Berlin")."""
     words, wanted = _words(answer), _words(reference)
     if not _contains(words, wanted) or ("or" in words and "or" not in wanted):
         return False
-    others = [_words(d) for d in distractors]
-    if _NUMBER.match(" ".join(wanted)):
-        stated = set(_words(question)) | set(wanted)
-        others += [(w,) for w in words if _NUMBER.match(w) and w not in stated]
-    return not any(_contains(words, d) for d in others if not _contains(wanted, d))
+    if any(_contains(words, d) for d in map(_words, distractors) if not _contains(wanted, d)):
+        return False
+    if not _NUMBER.match(" ".join(wanted)):
+        return True
+    numbers = [w for w in words if _NUMBER.match(w)]
+    stated = set(_words(question)) | set(wanted)
+    return numbers[-1] == wanted[0] or all(n in stated for n in numbers)
 
 
 def free_text(item: Item) -> Item:
