@@ -36,7 +36,8 @@ CO2 = ("nitrogen", "oxygen", "helium")
 
 @pytest.mark.parametrize("answer", [
     "carbon dioxide", "Carbon dioxide.", "The answer is carbon dioxide", "It's carbon dioxide!",
-    "Plants take in carbon dioxide from the air.", "“Carbon dioxide”"])
+    "Plants take in carbon dioxide from the air.", "“Carbon dioxide”",
+    "Carbon dioxide, which some call CO2 or carbonic gas"])
 def test_free_text_accepts_the_reference_however_phrased(answer: str) -> None:
     assert grade_free_text(answer, "carbon dioxide", CO2)
 
@@ -172,5 +173,7 @@ def test_the_embedded_models_give_the_logged_signals() -> None:
             logged = df.loc[(item.id, model)]
             answer = logged["answer"] if isinstance(logged["answer"], str) else None
             assert result.answer == answer, (item.id, model)
-            for name in ("confidence", "logprob_mean", "logprob_min", "tokens_out"):
-                assert result.trace[0].signals[name] == logged[name], (item.id, model, name)
+            names = ["confidence", "logprob_mean", "logprob_min", "tokens_out"]
+            live = [result.trace[0].signals[name] for name in names]
+            assert np.array_equal(live, logged[names].astype(float), equal_nan=True), (
+                item.id, model)  # exactly; NaN where nothing was generated

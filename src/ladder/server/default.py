@@ -14,7 +14,10 @@ shipped file (only the needed columns, grades recomputed from the logged answers
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
+import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -49,7 +52,7 @@ COLUMNS = ("query_id", "model", "quality", "cost", "split", "prompt", "answer", 
 POLICY = "auto"  # `ladder-balanced`'s family: auto picks the kind on held-out train folds
 # λ of `ladder-balanced` and `ladder-online`, in quality per unit of cost: what
 # `default_lambda` derives from the shipped log's train split (a test re-derives it)
-LAMBDA = 114924.51548869032
+LAMBDA = 13059.60403280572
 
 
 def shipped_log(train_only: bool = False) -> Path:
@@ -142,7 +145,13 @@ def pack_log(work: Path, items: list[Item], out: Path) -> Path:
 
 
 def _write(df: pd.DataFrame, path: Path) -> None:
-    df.to_json(path, orient="records", lines=True, force_ascii=False, compression="gzip")
+    """JSON Lines, gzipped: floats as their exact repr (pandas' to_json rounds them to 15
+    digits, and live signals must equal the logged ones), missing values left out, and no
+    timestamp in the gzip header, so the same log gives the same bytes."""
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+        for row in df.to_dict("records"):
+            kept = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+            f.write((json.dumps(kept, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def load_table(split: str | None = None, log: Path | None = None) -> QueryTable:

@@ -144,9 +144,10 @@ def grade(item: Item, answer: str | None) -> float | None:
 
 _SYMBOLS = re.compile(r"[^\w\s]")
 _NUMBER = re.compile(r"^\d+$")  # normalised: no signs, points or commas left
-_NUMBER_WORDS = {w: str(k) for k, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS = {w: str(k) for k, w in enumerate((
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty"))}
 
 
 def _words(text: str | None) -> tuple[str, ...]:
@@ -156,13 +157,16 @@ def _words(text: str | None) -> tuple[str, ...]:
     return tuple(_NUMBER_WORDS.get(w, w) for w in words)
 
 
-def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
-    """Whether `phrase` occurs in `words` as whole words, in order and adjacent; a word of
+def _at(words: tuple[str, ...], phrase: tuple[str, ...]) -> list[int]:
+    """Where `phrase` occurs in `words` as whole words, in order and adjacent; a word of
     `words` may be the plural of the phrase's ("frogs are amphibians" has "amphibian")."""
     n = len(phrase)
-    return n > 0 and any(
-        all(w in (p, p + "s", p + "es") for w, p in zip(words[k:k + n], phrase, strict=True))
-        for k in range(len(words) - n + 1))
+    return [k for k in range(len(words) - n + 1) if n and all(
+        w in (p, p + "s", p + "es") for w, p in zip(words[k:k + n], phrase, strict=True))]
+
+
+def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    return bool(_at(words, phrase))
 
 
 def grade_free_text(answer: str | None, reference: str, distractors: Sequence[str] = (),
@@ -171,15 +175,17 @@ def grade_free_text(answer: str | None, reference: str, distractors: Sequence[st
 
     Compared as whole words after normalisation (case, punctuation, articles; number words
     as digits), so "The answer is carbon dioxide." and "It is the Amazon River" pass: the
-    reference must occur in the answer, and no distractor (the item's other options) may,
-    nor "or": an answer that names a second candidate hedges and fails. For a numeric
+    reference must occur in the answer, not only next to an "or" ("carbon dioxide or
+    water" hedges), and no distractor (the item's other options) may. For a numeric
     reference another number fails it too, unless the question states it or the answer
     ends on the reference ("7 + 5 = 12" and "3 × 7 = 21" pass, "144 / 12 = 11" does not).
     A distractor lying inside the reference ("vitamin A" in "vitamin D" once the
     article-like "a" is dropped) cannot be told apart and is ignored. Not caught: a list of
     candidates none of which is an option ("Paris, Rome, Berlin")."""
     words, wanted = _words(answer), _words(reference)
-    if not _contains(words, wanted) or ("or" in words and "or" not in wanted):
+    padded = ("", *words, "")
+    if not any("or" not in (padded[k], padded[k + len(wanted) + 1])
+               for k in _at(words, wanted)):
         return False
     if any(_contains(words, d) for d in map(_words, distractors) if not _contains(wanted, d)):
         return False
