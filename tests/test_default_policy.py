@@ -8,15 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ladder.backends.replay import ReplayBackend
 from ladder.config import Price
 from ladder.demo import MODELS
 from ladder.fit import fit_policy
+from ladder.online import OnlineCascade
 from ladder.policies.baselines import FixedModel
 from ladder.rung import Rung, rungs_from_config
-from ladder.runlog import load_runlog
+from ladder.runlog import QueryTable, load_runlog
 from ladder.runtime import Cascade, policy_chain
 from ladder.server.default import (
     LAMBDA,
@@ -32,6 +34,7 @@ from ladder.server.default import (
 from ladder.tasks import Item, builtin_tasks, free_text, grade, grade_free_text
 
 CO2 = ("nitrogen", "oxygen", "helium")
+JUDGED = Path(__file__).parent / "data" / "free-text-judged.jsonl"
 
 
 @pytest.mark.parametrize("answer", [
@@ -73,6 +76,16 @@ def test_a_distractor_inside_the_reference_is_ignored() -> None:
     # "vitamin A" loses its "a" to normalisation and would lie inside "vitamin D"
     assert grade_free_text("Vitamin D", "vitamin D", ("vitamin A", "vitamin C"))
     assert not grade_free_text("Vitamin C", "vitamin D", ("vitamin A", "vitamin C"))
+
+
+def test_free_text_grades_like_a_person_on_a_judged_sample() -> None:
+    """80 logged answers (a seeded sample of the non-empty ones), each judged by hand: the
+    rule disagrees on one ("Napoleon" for "Napoleon Bonaparte": partial names fail)."""
+    judged = pd.read_json(JUDGED, lines=True)
+    log = load_runlog(shipped_log()).set_index(["query_id", "model"])
+    rows = log.loc[list(zip(judged["query_id"], judged["model"], strict=True))]
+    assert [t.strip() for t in rows["text"]] == judged["text"].tolist()
+    assert (rows["quality"].to_numpy() == judged["judged"].to_numpy()).sum() >= 79
 
 
 def test_free_text_items_grade_by_the_rule_and_other_types_do_not_change() -> None:
@@ -130,14 +143,21 @@ def test_default_config_names_the_shipped_log_and_both_policies(
     assert default_config("sqlite:///x.db").server.database == "sqlite:///x.db"
 
 
+def test_the_online_policy_warm_starts_from_the_train_log() -> None:
+    warm = QueryTable.from_runlog(load_runlog(shipped_log(train_only=True)), models=list(MODELS))
+    online = OnlineCascade(list(MODELS), LAMBDA, warm_start=warm)
+    assert online.thresholds_ is not None and online.n_refits_ == 1
+
+
 def test_lambda_is_the_one_the_train_split_gives() -> None:
     assert default_lambda() == pytest.approx(LAMBDA, rel=1e-12)
 
 
 @pytest.fixture(scope="module")
 def balanced():
-    train = load_table("train")
-    return fit_policy(train, POLICY, LAMBDA, max_stages=len(MODELS))
+    """`ladder-balanced` fitted as the server fits it: on `server.log`, the train rows."""
+    log = default_config("sqlite://").server.log
+    return fit_policy(QueryTable.from_runlog(load_runlog(log)), POLICY, LAMBDA)
 
 
 def test_a_replayed_live_cascade_takes_the_offline_decisions(balanced) -> None:
