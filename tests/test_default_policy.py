@@ -31,7 +31,15 @@ from ladder.server.default import (
     pack_log,
     shipped_log,
 )
-from ladder.tasks import Item, builtin_tasks, free_text, grade, grade_free_text
+from ladder.tasks import (
+    Item,
+    TaskError,
+    builtin_tasks,
+    free_text,
+    grade,
+    grade_free_text,
+    item_from_dict,
+)
 
 CO2 = ("nitrogen", "oxygen", "helium")
 JUDGED = Path(__file__).parent / "data" / "free-text-judged.jsonl"
@@ -98,6 +106,14 @@ def test_free_text_items_grade_by_the_rule_and_other_types_do_not_change() -> No
     assert grade(plain, "the answer is paris") == 0.0  # plain short items: exact equality
     assert grade(plain, "paris") == 1.0
     assert grade(choice, choice.reference) == 1.0
+
+
+def test_a_task_file_may_give_distractors() -> None:
+    item = item_from_dict({"id": "q", "prompt": "Capital of France?", "reference": "Paris",
+                           "distractors": ["Lyon"]})
+    assert grade(item, "paris is the capital") == 1.0 and grade(item, "paris or lyon") == 0.0
+    with pytest.raises(TaskError, match="distractors"):
+        item_from_dict({"id": "q", "prompt": "?", "reference": "x", "distractors": "y"})
 
 
 def test_the_shipped_log_has_both_models_on_every_question() -> None:

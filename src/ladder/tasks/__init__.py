@@ -73,6 +73,10 @@ def item_from_dict(data: dict, where: str = "item") -> Item:
             raise TaskError(f"{where}: 'reference' must be a number for type 'number'") from None
     if kind == "short" and isinstance(reference, list):
         reference = tuple(str(r) for r in reference)
+    distractors = data.get("distractors")
+    if distractors is not None and (kind != "short" or not isinstance(distractors, list)
+                                    or not all(isinstance(d, str) for d in distractors)):
+        raise TaskError(f"{where}: 'distractors' must be a list of strings, on a 'short' item")
     known = {"id", "prompt", "type", "options", "reference"}
     meta = {k: v for k, v in data.items() if k not in known}
     return Item(str(data["id"]), data["prompt"], kind, options, reference, meta)
