@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from ladder.backends.replay import ReplayBackend
-from ladder.config import Price
+from ladder.config import Price, config_from_dict
 from ladder.demo import MODELS
 from ladder.fit import fit_policy
 from ladder.online import OnlineCascade
@@ -22,7 +22,10 @@ from ladder.runlog import QueryTable, load_runlog
 from ladder.runtime import Cascade, policy_chain
 from ladder.server.default import (
     LAMBDA,
+    LOG_NAME,
     POLICY,
+    TRAIN_LOG_NAME,
+    collect_log,
     data_dir,
     default_config,
     default_lambda,
@@ -135,6 +138,20 @@ def test_packing_regrades_with_the_current_rule(tmp_path: Path) -> None:
     df.to_json(work, orient="records", lines=True)
     out = pack_log(work, free_text_items(), tmp_path / "log.jsonl.gz")
     assert load_runlog(out)["quality"].tolist() == load_runlog(shipped_log())["quality"].tolist()
+
+
+def test_collecting_resumes_a_working_log_named_by_the_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LADDER_HOME", str(tmp_path))
+    fakes = config_from_dict({"models": [
+        {"name": m, "backend": "fake", "seed": k, "price": {"per_call": k + 1.0}}
+        for k, m in enumerate(MODELS)], "task": {"type": "short"}})
+    out = collect_log(out=tmp_path / "out" / LOG_NAME, config=fakes)
+    [work] = tmp_path.glob("builtin-free-text-*.jsonl")
+    size = work.stat().st_size
+    assert collect_log(out=out, config=fakes) == out and work.stat().st_size == size
+    assert len(load_table(log=out).query_ids) == len(free_text_items())
+    assert load_table("train", out.with_name(TRAIN_LOG_NAME)).n == load_table("train", out).n
 
 
 def test_default_config_names_the_shipped_log_and_both_policies(

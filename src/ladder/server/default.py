@@ -2,11 +2,12 @@
 
 Chat requests are free text, so the default policies are fitted on generated answers: the
 built-in questions asked without their options (`ladder.tasks.free_text`), graded against
-the correct option. Their run log ships with the package (`SHIPPED_LOG`); regenerate it with
+the correct option. Their run log ships with the package (`shipped_log()`); regenerate it
+with
 
     python -m ladder.server.default collect
 
-which runs both models on the 336 questions exactly as the runtime will (same template,
+which runs both models on the 335 questions exactly as the runtime will (same template,
 max_tokens and stop), resumable, into a working log under the data dir, then writes the
 shipped file (only the needed columns, grades recomputed from the logged answers).
 """
@@ -182,7 +183,7 @@ def held_out(log: Path | None = None) -> HeldOut:
     table = load_table(log=log)
     train, test = table.rows(table.split == "train"), table.rows(table.split == "test")
     start = time.perf_counter()
-    policy = fit_policy(train, POLICY, LAMBDA, max_stages=len(MODELS))
+    policy = fit_policy(train, POLICY, LAMBDA)  # as the server fits `ladder-balanced`
     fit_s = time.perf_counter() - start
     outcome = policy.replay(test)
     models = {m: (float(test.quality[:, k].mean()), float(test.cost[:, k].mean()))
@@ -198,7 +199,8 @@ def held_out_table(result: HeldOut) -> str:
     rows = [[f"{m} alone", fmt(q, "quality"), fmt(c, "cost")]
             for m, (q, c) in result.models.items()]
     mix = ", ".join(f"{m} {share:.0%}" for m, share in result.stage_mix.items())
-    rows.append([f"ladder-balanced ({result.family}; last rung: {mix})",
+    rows.append([f"ladder-balanced ({result.family} {' → '.join(result.chain)}; "
+                 f"last rung: {mix})",
                  fmt(result.quality, "quality"), fmt(result.cost, "cost")])
     margin = result.margin
     return "\n".join([
