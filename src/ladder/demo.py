@@ -49,12 +49,17 @@ SECOND_TEMPLATE = "Q: {prompt}\nThe correct answer is"
 SLOPE_MULTIPLES = (0.25, 0.5, 1.0, 2.0)  # λ grid, in units of the train mixing line's slope
 
 
+def embedded_models() -> list[dict]:
+    """The two embedded models in process (config dicts), priced per input token in
+    proportion to their size: the demo's and the default gateway's ladder."""
+    return [{"name": m, "backend": "llamacpp", "model": m,
+             "price": {"input_per_mtok": EMBEDDED[m].params_millions / 1000}}
+            for m in MODELS]
+
+
 def demo_config() -> Config:
-    """Both embedded models in process, priced per token in proportion to their size, and
-    SmolLM2 again under a second template."""
-    models = [{"name": m, "backend": "llamacpp", "model": m,
-               "price": {"input_per_mtok": EMBEDDED[m].params_millions / 1000}}
-              for m in MODELS]
+    """Both embedded models, and SmolLM2 again under a second template."""
+    models = embedded_models()
     models.append({**models[0], "name": SECOND, "template": SECOND_TEMPLATE})
     return config_from_dict({"models": models, "task": {"type": "choice"},
                              "defaults": {"concurrency": 1}})

@@ -3,13 +3,16 @@
 A task file is JSON Lines, one item per line: `id`, `prompt`, `type` (`choice`,
 `short` or `number`), `options` (choice only) and `reference` (the correct option,
 the accepted answer or list of answers, or the number). Extra keys are kept in
-`Item.meta` (e.g. `domain`, written to the run log as the benchmark).
+`Item.meta` (e.g. `domain`, written to the run log as the benchmark). A `short` item may
+list `distractors` (wrong answers a reader could confuse with the reference): it is then
+graded as free text by `grade_free_text`, not by exact equality.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -70,6 +73,10 @@ def item_from_dict(data: dict, where: str = "item") -> Item:
             raise TaskError(f"{where}: 'reference' must be a number for type 'number'") from None
     if kind == "short" and isinstance(reference, list):
         reference = tuple(str(r) for r in reference)
+    distractors = data.get("distractors")
+    if distractors is not None and (kind != "short" or not isinstance(distractors, list)
+                                    or not all(isinstance(d, str) for d in distractors)):
+        raise TaskError(f"{where}: 'distractors' must be a list of strings, on a 'short' item")
     known = {"id", "prompt", "type", "options", "reference"}
     meta = {k: v for k, v in data.items() if k not in known}
     return Item(str(data["id"]), data["prompt"], kind, options, reference, meta)
@@ -133,7 +140,74 @@ def grade(item: Item, answer: str | None) -> float | None:
         return float(value is not None and math.isclose(float(value), float(item.reference),
                                                         rel_tol=1e-6, abs_tol=1e-9))
     accepted = item.reference if isinstance(item.reference, tuple) else (item.reference,)
+    if "distractors" in item.meta:
+        return float(any(grade_free_text(answer, str(a), item.meta["distractors"],
+                                         item.prompt) for a in accepted))
     return float(normalise_text(answer) in {normalise_text(str(a)) for a in accepted})
+
+
+_SYMBOLS = re.compile(r"[^\w\s]")
+_NUMBER = re.compile(r"^\d+$")  # normalised: no signs, points or commas left
+_NUMBER_WORDS = {w: str(k) for k, w in enumerate((
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty"))}
+
+
+def _words(text: str | None) -> tuple[str, ...]:
+    """Normalised words, non-ASCII punctuation ("“Paris”") split off, number words as
+    digits ("four" → "4")."""
+    words = _SYMBOLS.sub(" ", normalise_text(text) or "").split()
+    return tuple(_NUMBER_WORDS.get(w, w) for w in words)
+
+
+def _at(words: tuple[str, ...], phrase: tuple[str, ...]) -> list[int]:
+    """Where `phrase` occurs in `words` as whole words, in order and adjacent; a word of
+    `words` may be the plural of the phrase's ("frogs are amphibians" has "amphibian")."""
+    n = len(phrase)
+    return [k for k in range(len(words) - n + 1) if n and all(
+        w in (p, p + "s", p + "es") for w, p in zip(words[k:k + n], phrase, strict=True))]
+
+
+def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    return bool(_at(words, phrase))
+
+
+def grade_free_text(answer: str | None, reference: str, distractors: Sequence[str] = (),
+                    question: str = "") -> bool:
+    """Whether a free-text answer gives `reference`, as a person would judge it.
+
+    Compared as whole words after normalisation (case, punctuation, articles; number words
+    as digits), so "The answer is carbon dioxide." and "It is the Amazon River" pass: the
+    reference must occur in the answer, not only next to an "or" ("carbon dioxide or
+    water" hedges), and no distractor (the item's other options) may. For a numeric
+    reference another number fails it too, unless the question states it or the answer
+    ends on the reference ("7 + 5 = 12" and "3 × 7 = 21" pass, "144 / 12 = 11" does not).
+    A distractor lying inside the reference ("vitamin A" in "vitamin D" once the
+    article-like "a" is dropped) cannot be told apart and is ignored. Not caught: a list of
+    candidates none of which is an option ("Paris, Rome, Berlin")."""
+    words, wanted = _words(answer), _words(reference)
+    padded = ("", *words, "")
+    if not any("or" not in (padded[k], padded[k + len(wanted) + 1])
+               for k in _at(words, wanted)):
+        return False
+    if any(_contains(words, d) for d in map(_words, distractors) if not _contains(wanted, d)):
+        return False
+    if not _NUMBER.match(" ".join(wanted)):
+        return True
+    numbers = [w for w in words if _NUMBER.match(w)]
+    stated = set(_words(question)) | set(wanted)
+    return numbers[-1] == wanted[0] or all(n in stated for n in numbers)
+
+
+def free_text(item: Item) -> Item:
+    """A choice item asked without its options: a `short` item whose reference is the
+    correct option, graded by `grade_free_text` against the other options."""
+    if item.type != "choice":
+        raise TaskError(f"{item.id}: only a choice item can be asked as free text")
+    others = [o for o in item.options or () if o != item.reference]
+    return Item(item.id, item.prompt, "short", None, item.reference,
+                {**item.meta, "distractors": others})
 
 
 def extract_answer(item: Item, text: str) -> str | None:
