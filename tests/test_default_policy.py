@@ -16,6 +16,7 @@ from ladder.config import Price, config_from_dict
 from ladder.demo import MODELS
 from ladder.fit import fit_policy
 from ladder.online import OnlineCascade
+from ladder.paths import data_dir
 from ladder.policies.baselines import FixedModel
 from ladder.rung import Rung, rungs_from_config
 from ladder.runlog import QueryTable, load_runlog
@@ -26,7 +27,6 @@ from ladder.server.default import (
     POLICY,
     TRAIN_LOG_NAME,
     collect_log,
-    data_dir,
     default_config,
     default_lambda,
     free_text_items,

@@ -23,6 +23,7 @@ import sklearn
 
 from ladder import __version__
 from ladder.config import Config, ConfigError, FitSpec, PolicySpec
+from ladder.paths import data_dir
 from ladder.policies.persist import PolicyFileError, load_policy, save_policy
 from ladder.rung import Rung
 from ladder.runtime import Cascade, policy_chain
@@ -35,16 +36,6 @@ MAX_OVERRIDES = 16  # fitted overrides kept in memory (least recently used dropp
 
 class UnknownModel(LookupError):
     """A request named no policy, override or model this gateway serves (404)."""
-
-
-def ladder_home() -> Path:
-    """Where the gateway keeps its database and cache: $LADDER_HOME, else the user's data
-    directory (never the package's own folder, which may be read-only)."""
-    home = os.environ.get("LADDER_HOME")
-    if home:
-        return Path(home)
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "ladder"
 
 
 @dataclass
@@ -91,7 +82,7 @@ class Catalog:
     def __init__(self, config: Config, rungs: dict[str, Rung], cache_dir: Path | None = None):
         self.config = config
         self.rungs = rungs
-        self.cache_dir = cache_dir if cache_dir is not None else ladder_home() / "cache"
+        self.cache_dir = cache_dir if cache_dir is not None else data_dir() / "cache"
         self.targets: dict[str, Target] = {}
         self.learners: list[SharedLearner] = []
         self.pending = [p.name for p in config.server.policies]

@@ -19,7 +19,6 @@ import gzip
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from ladder.collect import collect
 from ladder.config import Config, config_from_dict
 from ladder.demo import MODELS, demo_items, demo_lambda, embedded_models, line_margin
 from ladder.fit import fit_policy
+from ladder.paths import data_dir
 from ladder.report import fmt, markdown_table
 from ladder.rung import rungs_from_config
 from ladder.runlog import QueryTable, load_runlog
@@ -60,12 +60,6 @@ def shipped_log(train_only: bool = False) -> Path:
     """The shipped run log, or its train rows (files inside the installed package)."""
     name = TRAIN_LOG_NAME if train_only else LOG_NAME
     return Path(str(resources.files("ladder.server") / "data" / name))
-
-
-def data_dir() -> Path:
-    """Per-user data: `$LADDER_HOME`, else `~/.local/share/ladder` (never site-packages)."""
-    home = os.environ.get("LADDER_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".local" / "share" / "ladder"
 
 
 def free_text_items() -> list[Item]:
