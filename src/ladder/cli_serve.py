@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ladder.cli_common import console, fail
+from ladder.cli_common import console, fail, split_names
 
 
 def _loopback(host: str) -> bool:
@@ -30,6 +30,12 @@ def serve_command(
     workers: Annotated[int, typer.Option(help="Worker processes (each holds its own "
                                          "models and learner; they share the "
                                          "database).", min=1)] = 1,
+    upstream: Annotated[str | None, typer.Option(help="Serve the embedded default's "
+                                                 "policies with its two models on "
+                                                 "OpenAI-compatible servers: their base "
+                                                 "URLs, comma-separated, cheap model first "
+                                                 "(python -m ladder.server.upstream starts "
+                                                 "llama.cpp's).")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
 ) -> None:
     """Serve fitted policies behind an OpenAI-compatible API (/v1/chat/completions, ...)."""
@@ -37,18 +43,28 @@ def serve_command(
         import uvicorn
 
         from ladder.config import ConfigError, load_config
-        from ladder.server.app import CONFIG_ENV, app_factory, create_app
+        from ladder.server.app import (
+            CONFIG_ENV,
+            UPSTREAM_ENV,
+            app_factory,
+            create_app,
+            quiet_client_logs,
+        )
         from ladder.server.store import StoreError
     except ImportError as error:
         raise fail(f"ladder serve needs the server extra: pip install 'ladder[server]' "
                    f"({error.name} is missing)") from None
+    quiet_client_logs()
     try:
+        if config is not None and upstream is not None:
+            raise ConfigError("give --config or --upstream, not both (a config names its "
+                              "models' servers itself)")
         if config is not None:
             loaded = load_config(config)
         else:
             from ladder.server.default import default_config
 
-            loaded = default_config()
+            loaded = default_config(upstream=split_names(upstream) if upstream else None)
         if not (loaded.server.api_keys or os.environ.get("LADDER_API_KEYS")) and not _loopback(
                 host):
             console.print(f"[yellow]warning:[/yellow] listening on {host} with no API keys: "
@@ -63,6 +79,8 @@ def serve_command(
         create_app(loaded).state.gateway.store.close()
         if config is not None:
             os.environ[CONFIG_ENV] = str(config.resolve())
+        if upstream is not None:
+            os.environ[UPSTREAM_ENV] = upstream
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
                               tempfile.mkdtemp(prefix="ladder-metrics-"))
         uvicorn.run(f"{app_factory.__module__}:{app_factory.__name__}", factory=True,

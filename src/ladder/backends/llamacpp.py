@@ -237,9 +237,17 @@ class LlamaCppBackend(Backend):
                 raise BackendError(f"{self.model}: {error}") from None
         return call
 
+    def _templated(self) -> bool:
+        """Whether the GGUF carries a chat template. Base models (the embedded Gemma 3
+        270M) do not, and llama-cpp-python's fallback format makes them stop at once, so
+        they get the plain rendering of `Backend.chat`."""
+        return bool(self._load().metadata.get("tokenizer.chat_template"))
+
     async def chat(self, messages: list[dict], params: GenerationParams = DEFAULT_PARAMS
                    ) -> Generation:
-        """Through the model's chat template."""
+        """Through the model's chat template (the plain rendering without one)."""
+        if not await asyncio.to_thread(self._templated):
+            return await super().chat(messages, params)
         start = time.perf_counter()
         data = await asyncio.to_thread(self._locked, self._chat_call(messages, params, False))
         usage = data.get("usage") or {}
@@ -256,6 +264,12 @@ class LlamaCppBackend(Backend):
                            ) -> AsyncIterator[str | Usage]:
         """Chunks from the worker thread through a queue; closing or cancelling the stream
         tells the thread to stop after its current token."""
+        if not await asyncio.to_thread(self._templated):
+            plain = super().stream_chat(messages, params)
+            async for delta in plain:
+                yield delta
+            yield plain.usage
+            return
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()

@@ -40,6 +40,7 @@ from ladder.server.serving import ClientError, Gateway, Overloaded, Unavailable
 from ladder.server.store import Store
 
 CONFIG_ENV = "LADDER_CONFIG"  # how `ladder serve --workers` tells each worker its config
+UPSTREAM_ENV = "LADDER_UPSTREAM"  # ... or the embedded default's model servers
 log = logging.getLogger("ladder.server")
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 429, 503, 504)}
@@ -237,13 +238,21 @@ def _errors(app: FastAPI) -> None:
         return _error(500, "internal error in the gateway (logged)", "internal_error")
 
 
+def quiet_client_logs() -> None:
+    """httpx logs every backend call at INFO: in a gateway that is a line per rung per
+    request, and time spent formatting it."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def app_factory() -> FastAPI:
     """For `uvicorn --factory`: the config named by $LADDER_CONFIG, else the embedded
-    default."""
+    default (its models on the servers in $LADDER_UPSTREAM, when set)."""
+    quiet_client_logs()
     path = os.environ.get(CONFIG_ENV)
     if path:
         return create_app(load_config(path))
     from ladder.server.default import default_config
 
-    return create_app(default_config())
+    upstream = os.environ.get(UPSTREAM_ENV)
+    return create_app(default_config(upstream=upstream.split(",") if upstream else None))
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from ladder.collect import collect
-from ladder.config import Config, config_from_dict
+from ladder.config import Config, ConfigError, config_from_dict
 from ladder.demo import MODELS, demo_items, demo_lambda, embedded_models, line_margin
 from ladder.fit import fit_policy
 from ladder.paths import data_dir
@@ -80,11 +80,28 @@ def models_config(templates: dict[str, str] | None = None) -> Config:
     return config_from_dict(_models(templates or TEMPLATES))
 
 
-def default_config(database: str | None = None) -> Config:
+def upstream_models(models: dict, urls: Sequence[str]) -> dict:
+    """The same models (names, prices, templates) served by OpenAI-compatible servers at
+    `urls`, one per model in ladder order (`python -m ladder.server.upstream` starts them)."""
+    if len(urls) != len(models["models"]):
+        raise ConfigError(f"--upstream: give {len(models['models'])} comma-separated URLs, "
+                          f"one per model ({', '.join(MODELS)}), got {len(urls)}")
+    served = [{"name": m["name"], "backend": "openai", "base_url": url, "model": m["name"],
+               "endpoint": "completions", "price": m["price"], "template": m["template"]}
+              for m, url in zip(models["models"], urls, strict=True)]
+    return {**models, "models": served, "defaults": {"concurrency": 4}}
+
+
+def default_config(database: str | None = None,
+                   upstream: Sequence[str] | None = None) -> Config:
     """What `ladder serve` serves with no config: both embedded models; `ladder-balanced`
     (the default, fitted at start on the shipped log's train rows) and `ladder-online`
     (warm-started from them), both at `LAMBDA`; the database (a SQLAlchemy URL) defaults
-    to `ladder.db` in the per-user data dir, which this creates."""
+    to `ladder.db` in the per-user data dir, which this creates. `upstream`: the models'
+    servers' base URLs (in process when None)."""
+    models = _models(TEMPLATES)
+    if upstream is not None:
+        models = upstream_models(models, upstream)
     if database is None:
         data_dir().mkdir(parents=True, exist_ok=True)
         database = f"sqlite:///{(data_dir() / 'ladder.db').resolve()}"
@@ -92,7 +109,7 @@ def default_config(database: str | None = None) -> Config:
     policies = [{"name": "ladder-balanced", "fit": {"policy": POLICY, "lambda": LAMBDA}},
                 {"name": "ladder-online",
                  "online": {"chain": list(MODELS), "lambda": LAMBDA, "warm_start": train}}]
-    return config_from_dict({**_models(TEMPLATES),
+    return config_from_dict({**models,
                              "server": {"log": train, "policies": policies,
                                         "default_policy": "ladder-balanced",
                                         "database": database}},

@@ -1,0 +1,99 @@
+"""Real model servers for the gateway to stand in front of: llama-cpp-python's
+OpenAI-compatible server, one process per embedded model (one model per server, as vLLM
+deployments run; llama-cpp-python's multi-model mode reloads weights on every switch).
+
+    python -m ladder.server.upstream [--host 127.0.0.1] [--port 8081]
+
+serves SmolLM2 on --port and Gemma on --port + 1 until interrupted, and prints the
+`ladder serve --upstream ...` that points the embedded default's policies at them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+
+from ladder.demo import MODELS
+
+# the server with the plain weight buffers ladder's own backend uses (see
+# ladder.backends.llamacpp.use_plain_weight_buffers)
+LAUNCH = ("from ladder.backends.llamacpp import use_plain_weight_buffers; "
+          "use_plain_weight_buffers(); import runpy; "
+          "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
+
+
+def server_command(model: str, host: str, port: int, n_threads: int | None = None) -> list[str]:
+    """The command that serves one embedded model under its own name."""
+    from ladder.backends.embedded import embedded_path
+
+    return [sys.executable, "-c", LAUNCH, "--model", str(embedded_path(model)),
+            "--model_alias", model, "--host", host, "--port", str(port), "--n_ctx", "512",
+            "--logits_all", "true", "--n_threads", str(n_threads or os.cpu_count() or 1)]
+
+
+def wait_for_port(host: str, port: int, process: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"the model server on port {port} exited "
+                                   f"(status {process.returncode})") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the model server on port {port} did not start in "
+                                   f"{timeout_s:.0f} s") from None
+            time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def embedded_servers(ports: Sequence[int], host: str = "127.0.0.1",
+                     models: Sequence[str] = MODELS, timeout_s: float = 180,
+                     quiet: bool = True) -> Iterator[list[str]]:
+    """Serve each model on its port; yields their base URLs, in ladder order."""
+    out = subprocess.DEVNULL if quiet else None
+    processes = [subprocess.Popen(server_command(m, host, p), stdout=out, stderr=out)
+                 for m, p in zip(models, ports, strict=True)]
+    try:
+        for p, process in zip(ports, processes, strict=True):
+            wait_for_port(host, p, process, timeout_s)
+        yield [f"http://{host}:{p}/v1" for p in ports]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081, help="SmolLM2's; Gemma's is +1")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the cleanup on terminate
+    try:
+        with embedded_servers([args.port, args.port + 1], args.host, quiet=False) as urls:
+            print(f"serving {', '.join(f'{m} at {u}' for m, u in zip(MODELS, urls, strict=True))}"
+                  f"\nput the gateway in front: ladder serve --upstream {','.join(urls)}",
+                  flush=True)
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()
