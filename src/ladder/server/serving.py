@@ -257,7 +257,8 @@ class Gateway:
     @staticmethod
     def _headers(record: RequestRecord) -> dict[str, str]:
         return {"x-ladder-stage": str(record.stage), "x-request-id": record.id,
-                "x-ladder-overhead-ms": f"{1000 * record.overhead_s:.3f}"}
+                "x-ladder-overhead-ms": f"{1000 * record.overhead_s:.3f}",
+                "x-ladder-replica": record.replica}
 
     def _fallbacks(self, first: Rung) -> list[Rung]:
         """The pass-through model, then the models configured after it (escalation)."""
