@@ -4,8 +4,7 @@ waiting for servers to answer. Each subcommand prints what run.sh needs on stdou
     configure.py ports N                      N free loopback ports, one a line
     configure.py fake DIR --small URL --big URL --database URL
                                               DIR/tasks.jsonl and DIR/ladder.yaml over two fakes
-    configure.py real-models                  "name gguf-path" per model of the embedded default
-    configure.py real DIR --url NAME=URL ... --database URL
+    configure.py real DIR --url URL --url URL --database URL
                                               DIR/ladder.yaml: the embedded default, its models
                                               behind OpenAI-compatible servers
     configure.py wait URL ...                 until every URL answers 200 (e.g. /readyz)
@@ -68,44 +67,14 @@ def fake(folder: Path, small: str, big: str, database: str) -> None:
     (folder / "ladder.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def _default() -> Any:
-    try:
-        from ladder.server.default import default_config
-    except ImportError:
-        sys.exit("this ladder has no embedded default (ladder.server.default); run with --fake")
-    return default_config()
+def real(folder: Path, urls: list[str], database: str) -> None:
+    """The embedded default's config with its models behind OpenAI-compatible servers (one
+    URL per model, cheap first) and its database on PostgreSQL."""
+    from ladder.server.default import default_config
 
-
-def real_models() -> None:
-    """The embedded default's models and their GGUF files, for one llama.cpp server each."""
-    from ladder.backends.embedded import EMBEDDED, embedded_path
-
-    for spec in _default().models:
-        name = getattr(spec, "model", None)
-        if name is None:
-            sys.exit(f"model '{spec.name}' of the embedded default is not a local GGUF model")
-        print(spec.name, embedded_path(name) if name in EMBEDDED else Path(name))
-
-
-def real(folder: Path, urls: dict[str, str], database: str) -> None:
-    """The embedded default's config with each model an `openai` backend on its server and
-    the database moved to PostgreSQL; its relative paths (the shipped log) made absolute."""
-    config = _default()
-    data = config.model_dump(mode="json", by_alias=True, exclude_none=True)
-    base = config.base_dir
-    data["models"] = [
-        {"name": m["name"], "backend": "openai", "base_url": urls[m["name"]],
-         "model": m["name"], "endpoint": "completions", "timeout_s": 300,
-         **{k: m[k] for k in ("price", "template", "breaker") if k in m}}
-        for m in data["models"]]
-    server = data.setdefault("server", {})
-    for holder, key in [(server, "log"), (data, "policy"),
-                        *((p, "file") for p in server.get("policies", [])),
-                        *((p["online"], "warm_start") for p in server.get("policies", [])
-                          if p.get("online"))]:
-        if holder.get(key) is not None and not Path(holder[key]).is_absolute():
-            holder[key] = str(base / holder[key])
-    server.update(server_section(database))
+    data = default_config(database, upstream=urls).model_dump(mode="json", by_alias=True,
+                                                               exclude_none=True)
+    data["server"].update(server_section(database))
     (folder / "ladder.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -138,8 +107,7 @@ def main() -> None:
             p.add_argument("--small", required=True)
             p.add_argument("--big", required=True)
         else:
-            p.add_argument("--url", action="append", default=[], metavar="NAME=URL")
-    sub.add_parser("real-models")
+            p.add_argument("--url", action="append", default=[], metavar="URL")
     p = sub.add_parser("wait")
     p.add_argument("urls", nargs="+")
     p.add_argument("--timeout", type=float, default=300)
@@ -149,9 +117,7 @@ def main() -> None:
     elif args.command == "fake":
         fake(args.folder, args.small, args.big, args.database)
     elif args.command == "real":
-        real(args.folder, dict(u.split("=", 1) for u in args.url), args.database)
-    elif args.command == "real-models":
-        real_models()
+        real(args.folder, args.url, args.database)
     else:
         wait(args.urls, args.timeout)
 

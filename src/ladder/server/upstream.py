@@ -80,10 +80,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081, help="SmolLM2's; Gemma's is +1")
+    parser.add_argument("--ports", help="instead of --port: one port per model, "
+                                        "comma-separated, cheap model first")
     args = parser.parse_args(argv)
+    ports = ([int(p) for p in args.ports.split(",")] if args.ports
+             else [args.port + k for k in range(len(MODELS))])
+    if len(ports) != len(MODELS):
+        parser.error(f"--ports: give {len(MODELS)} ports")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the cleanup on terminate
     try:
-        with embedded_servers([args.port, args.port + 1], args.host, quiet=False) as urls:
+        with embedded_servers(ports, args.host, quiet=False) as urls:
             print(f"serving {', '.join(f'{m} at {u}' for m, u in zip(MODELS, urls, strict=True))}"
                   f"\nput the gateway in front: ladder serve --upstream {','.join(urls)}",
                   flush=True)
