@@ -15,9 +15,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,14 +28,20 @@ from ladder.server import metrics
 from ladder.server.auth import Unauthorized
 from ladder.server.catalog import UnknownModel
 from ladder.server.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionRequest,
+    Completion,
+    CompletionChunk,
     CompletionRequest,
     ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
     ModelCard,
     ModelList,
+    Readiness,
     error_body,
+    sse_content,
 )
 from ladder.server.serving import ClientError, Gateway, Overloaded, Unavailable
 from ladder.server.store import Store
@@ -112,10 +119,15 @@ async def _until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
     return task.result()
 
 
+_BEARER = HTTPBearer(auto_error=False, description="one of the gateway's API keys "
+                     "(server.api_keys or $LADDER_API_KEYS); none needed when none is set")
+
+
 def _caller(request: Request,
-            authorization: Annotated[str | None, Header()] = None) -> str | None:
+            _: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
+            ) -> str | None:
     """The key id of the request's bearer key (401 unless it is one of the gateway's)."""
-    return request.app.state.gateway.keys.identify(authorization)
+    return request.app.state.gateway.keys.identify(request.headers.get("authorization"))
 
 
 Caller = Annotated[str | None, Depends(_caller)]
@@ -137,7 +149,7 @@ def create_app(config: Config, store: Store | None = None,
         finally:
             await gateway.close()
 
-    app = FastAPI(title="ladder gateway", version="1", lifespan=lifespan, responses=ERRORS,
+    app = FastAPI(title="ladder gateway", version="1", lifespan=lifespan,
                   description="OpenAI-compatible: cascades of models that climb only as far "
                               "as needed.")
     app.state.gateway = gateway
@@ -153,23 +165,25 @@ def create_app(config: Config, store: Store | None = None,
                 return served
             return JSONResponse(served.body, headers=served.headers)
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", responses={
+        **ERRORS, 200: {"model": ChatCompletion, "content": sse_content(ChatCompletionChunk)}})
     async def chat_completions(body: ChatCompletionRequest, request: Request,
                                key: Caller) -> Any:
         return await complete("chat", request, body, key)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", responses={
+        **ERRORS, 200: {"model": Completion, "content": sse_content(CompletionChunk)}})
     async def completions(body: CompletionRequest, request: Request, key: Caller) -> Any:
         return await complete("completions", request, body, key)
 
-    @app.get("/v1/models", response_model=ModelList)
+    @app.get("/v1/models", response_model=ModelList, responses=ERRORS)
     async def models(key: Caller) -> ModelList:
         now = int(time.time())
         cards = [ModelCard(id=name, created=now, owned_by="ladder")
                  for name in gateway.catalog.names()]
         return ModelList(data=cards)
 
-    @app.post("/v1/feedback", response_model=FeedbackResponse)
+    @app.post("/v1/feedback", response_model=FeedbackResponse, responses=ERRORS)
     async def feedback(body: FeedbackRequest, key: Caller) -> Any:
         if not await gateway.feedback(body, key):
             return _error(404, f"no response with id '{body.id}' was served here",
@@ -180,12 +194,12 @@ def create_app(config: Config, store: Store | None = None,
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
     async def readyz() -> JSONResponse:
         state = await gateway.readiness()
         return JSONResponse(state, 200 if state["ready"] else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         text, kind = metrics.exposition()
         return Response(text, media_type=kind)
