@@ -44,7 +44,7 @@ from ladder.server.protocol import (
     sse_content,
 )
 from ladder.server.serving import ClientError, Gateway, Overloaded, Unavailable
-from ladder.server.store import Store
+from ladder.server.store import Store, StoreError
 
 CONFIG_ENV = "LADDER_CONFIG"  # how `ladder serve --workers` tells each worker its config
 log = logging.getLogger("ladder.server")
@@ -223,6 +223,8 @@ def _errors(app: FastAPI) -> None:
                                       headers={"retry-after": str(e.retry_after)}),
         BackendError: lambda e: _error(503, str(e), "backend_failed",
                                        headers={"retry-after": "5"}),
+        StoreError: lambda e: _error(503, f"the database is unavailable: {e}",
+                                     "database_unavailable", headers={"retry-after": "5"}),
         TimeoutError: lambda e: _error(504, "the request took longer than "
                                        "server.request_timeout_s", "timeout"),
     }
@@ -243,7 +245,7 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return _error(error.status_code, str(error.detail), None)
+        return _error(error.status_code, str(error.detail), None, headers=error.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
