@@ -43,7 +43,7 @@ from ladder.server.protocol import (
     error_body,
     sse_content,
 )
-from ladder.server.serving import ClientError, Gateway, Overloaded, Unavailable
+from ladder.server.serving import ClientError, Gateway, Opened, Overloaded, Unavailable
 from ladder.server.store import Store, StoreError
 
 CONFIG_ENV = "LADDER_CONFIG"  # how `ladder serve --workers` tells each worker its config
@@ -98,7 +98,9 @@ class _TooLarge(Exception):
 
 async def _until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
     """Run `work` unless the client goes away first; then cancel it, which cancels the
-    backend calls in flight (their HTTP requests are closed)."""
+    backend calls in flight (their HTTP requests are closed), and answer 499 (nginx's
+    "client closed request": nobody reads it, the access log does). Cancelled itself
+    (the server stopping), it cancels `work` too rather than leave it running."""
     task = asyncio.ensure_future(work)
 
     async def disconnected() -> None:
@@ -108,6 +110,9 @@ async def _until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
     watcher = asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
     finally:
         watcher.cancel()
     if not task.done():
@@ -121,6 +126,26 @@ async def _until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
 
 _BEARER = HTTPBearer(auto_error=False, description="one of the gateway's API keys "
                      "(server.api_keys or $LADDER_API_KEYS); none needed when none is set")
+
+
+class _Streamed(StreamingResponse):
+    """An SSE response that, however it ends (finished, or the client gone, even before
+    its first chunk), closes the backend call behind it, has it recorded, and only then
+    gives its concurrency slot back."""
+
+    def __init__(self, opened: Opened, release: Callable[[], None]):
+        super().__init__(opened.chunks, media_type="text/event-stream",
+                         headers={**opened.headers, "cache-control": "no-cache"})
+        self.opened, self.release = opened, release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            try:
+                await self.opened.aclose()
+            finally:
+                self.release()
 
 
 def _caller(request: Request,
@@ -155,15 +180,21 @@ def create_app(config: Config, store: Store | None = None,
     app.state.gateway = gateway
 
     async def complete(endpoint: str, request: Request, body: Any, key: str | None) -> Any:
-        with gateway.admitted():
+        release: Callable[[], None] | None = gateway.admit()
+        try:
             if body.stream:
-                opened = await gateway.stream(endpoint, body, key)
-                return StreamingResponse(opened.chunks, media_type="text/event-stream",
-                                         headers={**opened.headers, "cache-control": "no-cache"})
+                opened = await _until_disconnect(request, gateway.stream(endpoint, body, key))
+                if isinstance(opened, Response):
+                    return opened
+                streamed, release = _Streamed(opened, release), None  # it releases the slot
+                return streamed
             served = await _until_disconnect(request, gateway.respond(endpoint, body, key))
             if isinstance(served, Response):
                 return served
             return JSONResponse(served.body, headers=served.headers)
+        finally:
+            if release is not None:
+                release()
 
     @app.post("/v1/chat/completions", responses={
         **ERRORS, 200: {"model": ChatCompletion, "content": sse_content(ChatCompletionChunk)}})
