@@ -15,9 +15,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,17 +28,23 @@ from ladder.server import metrics
 from ladder.server.auth import Unauthorized
 from ladder.server.catalog import UnknownModel
 from ladder.server.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionRequest,
+    Completion,
+    CompletionChunk,
     CompletionRequest,
     ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
     ModelCard,
     ModelList,
+    Readiness,
     error_body,
+    sse_content,
 )
-from ladder.server.serving import ClientError, Gateway, Overloaded, Unavailable
-from ladder.server.store import Store
+from ladder.server.serving import ClientError, Gateway, Opened, Overloaded, Unavailable
+from ladder.server.store import Store, StoreError
 
 CONFIG_ENV = "LADDER_CONFIG"  # how `ladder serve --workers` tells each worker its config
 UPSTREAM_ENV = "LADDER_UPSTREAM"  # ... or the embedded default's model servers
@@ -92,7 +99,9 @@ class _TooLarge(Exception):
 
 async def _until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
     """Run `work` unless the client goes away first; then cancel it, which cancels the
-    backend calls in flight (their HTTP requests are closed)."""
+    backend calls in flight (their HTTP requests are closed), and answer 499 (nginx's
+    "client closed request": nobody reads it, the access log does). Cancelled itself
+    (the server stopping), it cancels `work` too rather than leave it running."""
     task = asyncio.ensure_future(work)
 
     async def disconnected() -> None:
@@ -102,6 +111,9 @@ async def _until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
     watcher = asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
     finally:
         watcher.cancel()
     if not task.done():
@@ -113,10 +125,35 @@ async def _until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
     return task.result()
 
 
+_BEARER = HTTPBearer(auto_error=False, description="one of the gateway's API keys "
+                     "(server.api_keys or $LADDER_API_KEYS); none needed when none is set")
+
+
+class _Streamed(StreamingResponse):
+    """An SSE response that, however it ends (finished, or the client gone, even before
+    its first chunk), closes the backend call behind it, has it recorded, and only then
+    gives its concurrency slot back."""
+
+    def __init__(self, opened: Opened, release: Callable[[], None]):
+        super().__init__(opened.chunks, media_type="text/event-stream",
+                         headers={**opened.headers, "cache-control": "no-cache"})
+        self.opened, self.release = opened, release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            try:
+                await self.opened.aclose()
+            finally:
+                self.release()
+
+
 def _caller(request: Request,
-            authorization: Annotated[str | None, Header()] = None) -> str | None:
+            _: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
+            ) -> str | None:
     """The key id of the request's bearer key (401 unless it is one of the gateway's)."""
-    return request.app.state.gateway.keys.identify(authorization)
+    return request.app.state.gateway.keys.identify(request.headers.get("authorization"))
 
 
 Caller = Annotated[str | None, Depends(_caller)]
@@ -138,39 +175,47 @@ def create_app(config: Config, store: Store | None = None,
         finally:
             await gateway.close()
 
-    app = FastAPI(title="ladder gateway", version="1", lifespan=lifespan, responses=ERRORS,
+    app = FastAPI(title="ladder gateway", version="1", lifespan=lifespan,
                   description="OpenAI-compatible: cascades of models that climb only as far "
                               "as needed.")
     app.state.gateway = gateway
 
     async def complete(endpoint: str, request: Request, body: Any, key: str | None) -> Any:
-        with gateway.admitted():
+        release: Callable[[], None] | None = gateway.admit()
+        try:
             if body.stream:
-                opened = await gateway.stream(endpoint, body, key)
-                return StreamingResponse(opened.chunks, media_type="text/event-stream",
-                                         headers={**opened.headers, "cache-control": "no-cache"})
+                opened = await _until_disconnect(request, gateway.stream(endpoint, body, key))
+                if isinstance(opened, Response):
+                    return opened
+                streamed, release = _Streamed(opened, release), None  # it releases the slot
+                return streamed
             served = await _until_disconnect(request, gateway.respond(endpoint, body, key))
             if isinstance(served, Response):
                 return served
             return JSONResponse(served.body, headers=served.headers)
+        finally:
+            if release is not None:
+                release()
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", responses={
+        **ERRORS, 200: {"model": ChatCompletion, "content": sse_content(ChatCompletionChunk)}})
     async def chat_completions(body: ChatCompletionRequest, request: Request,
                                key: Caller) -> Any:
         return await complete("chat", request, body, key)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", responses={
+        **ERRORS, 200: {"model": Completion, "content": sse_content(CompletionChunk)}})
     async def completions(body: CompletionRequest, request: Request, key: Caller) -> Any:
         return await complete("completions", request, body, key)
 
-    @app.get("/v1/models", response_model=ModelList)
+    @app.get("/v1/models", response_model=ModelList, responses=ERRORS)
     async def models(key: Caller) -> ModelList:
         now = int(time.time())
         cards = [ModelCard(id=name, created=now, owned_by="ladder")
                  for name in gateway.catalog.names()]
         return ModelList(data=cards)
 
-    @app.post("/v1/feedback", response_model=FeedbackResponse)
+    @app.post("/v1/feedback", response_model=FeedbackResponse, responses=ERRORS)
     async def feedback(body: FeedbackRequest, key: Caller) -> Any:
         if not await gateway.feedback(body, key):
             return _error(404, f"no response with id '{body.id}' was served here",
@@ -181,12 +226,12 @@ def create_app(config: Config, store: Store | None = None,
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
     async def readyz() -> JSONResponse:
         state = await gateway.readiness()
         return JSONResponse(state, 200 if state["ready"] else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         text, kind = metrics.exposition()
         return Response(text, media_type=kind)
@@ -210,6 +255,8 @@ def _errors(app: FastAPI) -> None:
                                       headers={"retry-after": str(e.retry_after)}),
         BackendError: lambda e: _error(503, str(e), "backend_failed",
                                        headers={"retry-after": "5"}),
+        StoreError: lambda e: _error(503, f"the database is unavailable: {e}",
+                                     "database_unavailable", headers={"retry-after": "5"}),
         TimeoutError: lambda e: _error(504, "the request took longer than "
                                        "server.request_timeout_s", "timeout"),
     }
@@ -230,7 +277,7 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return _error(error.status_code, str(error.detail), None)
+        return _error(error.status_code, str(error.detail), None, headers=error.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

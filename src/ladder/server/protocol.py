@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 LADDER = "ladder"  # the model name of the default policy
 
@@ -44,7 +44,8 @@ class _Sampling(_Lenient):
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
     temperature: float | None = Field(None, ge=0, le=2)
     stop: str | list[str] | None = None
-    n: int = Field(1, ge=1, le=128)
+    n: int = Field(1, ge=1, le=128, json_schema_extra={"maximum": 1},
+                   description="only 1: the gateway returns one answer (400 otherwise)")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -64,7 +65,8 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] = Field(max_length=1_000_000)
+    prompt: str | list[str] = Field(max_length=1_000_000, json_schema_extra={
+        "minItems": 1, "maxItems": 1}, description="one prompt (a list of several is 400)")
 
     def text(self) -> str | None:
         """The one prompt of the request (None when it holds several)."""
@@ -106,10 +108,131 @@ class LadderReport(BaseModel):
     top_model: str | None
 
 
+class FallbackStage(BaseModel):
+    """A pass-through model that failed before the one that answered."""
+
+    model: str
+    error: str | None
+
+
+class FallbackReport(BaseModel):
+    """A pass-through that fell back: which models failed first, and why."""
+
+    policy: str
+    fallback: list[FallbackStage]
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+    logprobs: dict[str, Any] | None = None
+
+
+class TextChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: dict[str, Any] | None = None
+
+
+class _Completion(BaseModel):
+    id: str
+    created: int
+    model: str = Field(description="the model that answered")
+    usage: Usage
+    ladder: LadderReport | FallbackReport | None = None
+
+
+class ChatCompletion(_Completion):
+    """A whole chat answer (with `stream`, `text/event-stream` chunks instead)."""
+
+    object: Literal["chat.completion"]
+    choices: list[ChatChoice]
+
+
+class Completion(_Completion):
+    """A whole text completion (with `stream`, `text/event-stream` chunks instead)."""
+
+    object: Literal["text_completion"]
+    choices: list[TextChoice]
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: str | None
+    logprobs: dict[str, Any] | None = None
+
+
+class _Chunk(BaseModel):
+    id: str
+    created: int
+    model: str
+    usage: Usage | None = Field(None, description="the last chunk, with include_usage")
+    ladder: LadderReport | None = Field(None, description="the finishing chunk of a cascade")
+
+
+class ChatCompletionChunk(_Chunk):
+    object: Literal["chat.completion.chunk"]
+    choices: list[ChatChunkChoice]
+
+
+class CompletionChunk(_Chunk):
+    object: Literal["text_completion"]
+    choices: list[TextChoice]
+
+
+def sse_content(chunk: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI content of a stream of `chunk`s: each event's data is a chunk, an error
+    (a failure after the first byte) or `[DONE]` (OpenAPI < 3.2: the schema is one
+    event's)."""
+    data = TypeAdapter(chunk | ErrorResponse).json_schema()
+    definitions = data.pop("$defs", {})
+    event = {"type": "object", "required": ["data"], "properties": {"data": {"anyOf": [
+        {"const": "[DONE]"},
+        {"type": "string", "contentMediaType": "application/json",
+         "contentSchema": _inline(data, definitions)}]}}}
+    return {"text/event-stream": {"schema": event}}
+
+
+def _inline(schema: Any, definitions: dict[str, Any]) -> Any:
+    """`schema` with its local `$ref`s replaced by their definitions (it is embedded
+    where `#/$defs` would not resolve)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {k: _inline(v, definitions) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_inline(v, definitions) for v in schema]
+    return schema
+
+
+class Readiness(BaseModel):
+    """/readyz: ready once every policy is loaded and the database answers."""
+
+    ready: bool
+    pending: list[str]
+    errors: dict[str, str]
+    database: bool
+    breakers: dict[str, str]
 
 
 class ModelCard(BaseModel):

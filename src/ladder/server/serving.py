@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from ladder.server.auth import ApiKeys
 from ladder.server.catalog import Catalog, Target
 from ladder.server.protocol import ChatCompletionRequest, CompletionRequest, FeedbackRequest
 from ladder.server.records import FeedbackRecord, RequestRecord, StageRecord
+from ladder.server.relay import Relay
 from ladder.server.responses import DONE, Chunks, completion_body, pieces, usage_dict
 from ladder.server.store import Store
 from ladder.tasks import Item
@@ -68,10 +69,19 @@ class Served:
 
 @dataclass
 class Opened:
-    """A pass-through stream whose first delta has arrived (so falling back is over)."""
+    """A stream ready to send: a cascade's chosen answer, or a pass-through whose first
+    delta has arrived (so falling back is over). `aclose()` (always, however the response
+    ended, even if never iterated) closes the backend call and records the request once."""
 
     chunks: AsyncIterator[bytes]
     headers: dict[str, str] = field(default_factory=dict)
+    finish: Callable[[], Awaitable[None]] | None = None
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.chunks.aclose()  # type: ignore[attr-defined]
+        if self.finish is not None:
+            await self.finish()
 
 
 def prompt_of(request: Request) -> str:
@@ -90,6 +100,12 @@ def prompt_of(request: Request) -> str:
 def params_of(request: Request) -> GenerationParams:
     return GenerationParams(max_tokens=request.token_limit(), stop=request.stop_list(),
                             temperature=request.temperature)
+
+
+def _finite(x: float | None) -> float | None:
+    """A number JSON can carry: None for NaN (a prediction made without a failed stage's
+    signals), which a JSON body cannot hold."""
+    return None if x is None or not math.isfinite(x) else x
 
 
 def _new_id(endpoint: str) -> str:
@@ -154,21 +170,26 @@ class Gateway:
                 "database": database,
                 "breakers": {name: rung.breaker.state for name, rung in self.rungs.items()}}
 
-    @contextlib.contextmanager
-    def admitted(self) -> Any:
-        """One request in flight, or Overloaded when the limit is reached (the client is
-        told to retry rather than queued without bound)."""
+    def admit(self) -> Callable[[], None]:
+        """Take a slot for one request in flight, or raise Overloaded when the limit is
+        reached (the client is told to retry rather than queued without bound). Returns
+        the slot's release (idempotent): a stream holds its slot until it ends."""
         if self.in_flight >= self.config.server.max_concurrency:
             metrics.REJECTED.labels("overloaded").inc()
             raise Overloaded(f"more than {self.config.server.max_concurrency} requests in "
                              "flight; retry shortly")
         self.in_flight += 1
         metrics.IN_FLIGHT.inc()
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            metrics.IN_FLIGHT.dec()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self.in_flight -= 1
+                metrics.IN_FLIGHT.dec()
+
+        return release
 
     async def _target(self, request: Request) -> Target:
         if request.n != 1:
@@ -182,20 +203,35 @@ class Gateway:
         """A whole (non-streamed) response."""
         began = time.perf_counter()
         target = await self._target(request)
-        async with asyncio.timeout(self.config.server.request_timeout_s):
-            if target.cascade is not None:
-                rid = _new_id(endpoint)
+        rid = _new_id(endpoint)
+        with self._failures_recorded(rid, target, endpoint, request, began, key_id):
+            async with asyncio.timeout(self.config.server.request_timeout_s):
+                if target.cascade is None:
+                    return await self._passthrough(target, rid, endpoint, request, began,
+                                                   key_id)
                 result = await self._cascade(target, rid, request)
-                return self._cascade_served(target, rid, endpoint, request, result, began,
-                                            key_id)
-            return await self._passthrough(target, endpoint, request, began, key_id)
+        return self._cascade_served(target, rid, endpoint, request, result, began, key_id)
+
+    @contextlib.contextmanager
+    def _failures_recorded(self, rid: str, target: Target, endpoint: str, request: Request,
+                           began: float, key_id: str | None) -> Iterator[None]:
+        """A request that timed out (504) or whose every rung failed (503) is recorded
+        too, with why (a pass-through records its own failures, stage by stage)."""
+        kind = "passthrough" if target.cascade is None else "cascade"
+        try:
+            yield
+        except TimeoutError:
+            self._record(rid, target.name, kind, endpoint, request, None, -1, 0.0, 0.0,
+                         began, 0.0, (), key_id, 504, "server.request_timeout_s exceeded")
+            raise
+        except CascadeFailed as error:
+            self._record(rid, target.name, kind, endpoint, request, None, -1, 0.0, 0.0,
+                         began, 0.0, (), key_id, 503, str(error))
+            raise Unavailable(str(error), retry_after=5) from None
 
     async def _cascade(self, target: Target, rid: str, request: Request) -> Result:
         item = Item(rid, prompt_of(request), self.config.task.type)
-        try:
-            return await target.cascade.adecode(item, params_of(request))
-        except CascadeFailed as error:
-            raise Unavailable(str(error), retry_after=5) from None
+        return await target.cascade.adecode(item, params_of(request))
 
     def _top_cost(self, chain: Sequence[str], result: Result) -> float:
         """What the top rung alone would have cost: its own cost if it ran, else priced
@@ -219,9 +255,9 @@ class Gateway:
         ladder = {"policy": target.name, "cost": result.cost, "saved": saved,
                   "top_model": chain[-1],
                   "stages": [{"model": t.model, "decision": t.decision,
-                              "predicted_quality": t.predicted_quality, "cost": t.cost,
-                              "latency_ms": 1000 * t.latency_s, "error": t.error}
-                             for t in result.trace]}
+                              "predicted_quality": _finite(t.predicted_quality),
+                              "cost": t.cost, "latency_ms": 1000 * t.latency_s,
+                              "error": t.error} for t in result.trace]}
         body = completion_body(rid, endpoint, result.model, text, usage, ladder)
         stages = tuple(
             StageRecord(i, t.model, t.answer, text if t.model == result.model else "",
@@ -272,9 +308,8 @@ class Gateway:
             return await rung.chat(messages, params)
         return await rung.complete(prompt_of(request), params)
 
-    async def _passthrough(self, target: Target, endpoint: str, request: Request,
+    async def _passthrough(self, target: Target, rid: str, endpoint: str, request: Request,
                            began: float, key_id: str | None) -> Served:
-        rid = _new_id(endpoint)
         stages: list[StageRecord] = []
         for stage, rung in enumerate(self._fallbacks(target.rung)):
             start = time.perf_counter()
@@ -316,15 +351,15 @@ class Gateway:
         began = time.perf_counter()
         target = await self._target(request)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        if target.cascade is not None:
-            rid = _new_id(endpoint)
-            async with asyncio.timeout(self.config.server.request_timeout_s):
+        rid = _new_id(endpoint)
+        with self._failures_recorded(rid, target, endpoint, request, began, key_id):
+            async with asyncio.timeout(self.config.server.request_timeout_s):  # 1st byte
+                if target.cascade is None:
+                    return await self._open_passthrough(target, rid, endpoint, request, began,
+                                                        key_id, include_usage)
                 result = await self._cascade(target, rid, request)
-            served = self._cascade_served(target, rid, endpoint, request, result, began,
-                                          key_id)
-            return Opened(self._replay_chunks(served, endpoint, include_usage), served.headers)
-        return await self._open_passthrough(target, endpoint, request, began, key_id,
-                                            include_usage)
+        served = self._cascade_served(target, rid, endpoint, request, result, began, key_id)
+        return Opened(self._replay_chunks(served, endpoint, include_usage), served.headers)
 
     @staticmethod
     async def _replay_chunks(served: Served, endpoint: str,
@@ -341,10 +376,9 @@ class Gateway:
             yield chunks.usage(body["usage"])
         yield DONE
 
-    async def _open_passthrough(self, target: Target, endpoint: str, request: Request,
-                                began: float, key_id: str | None,
+    async def _open_passthrough(self, target: Target, rid: str, endpoint: str,
+                                request: Request, began: float, key_id: str | None,
                                 include_usage: bool) -> Opened:
-        rid = _new_id(endpoint)
         stages: list[StageRecord] = []
         params = params_of(request)
         for stage, rung in enumerate(self._fallbacks(target.rung)):
@@ -360,52 +394,13 @@ class Gateway:
                 stages.append(self._failed(stage, rung, error, start))
                 continue
             headers = {"x-ladder-stage": str(stage), "x-request-id": rid}
-            chunks = self._relay(rid, target, endpoint, request, rung, stage, stream, first,
-                                 stages, began, start, key_id, include_usage)
-            return Opened(chunks, headers)
+            relay = Relay(self._record, rid, target, endpoint, request, rung, stream, first, stages,
+                           began, start, key_id)
+            return Opened(relay.chunks(include_usage), headers, relay.finish)
         self._record(rid, target.name, "passthrough", endpoint, request, None, len(stages) - 1,
                      0.0, 0.0, began, 0.0, tuple(stages), key_id, 503, "every model failed")
         raise Unavailable("every model failed: " + "; ".join(s.error or "" for s in stages),
                           retry_after=5)
-
-    async def _relay(self, rid: str, target: Target, endpoint: str, request: Request,
-                     rung: Rung, stage: int, stream: Any, first: str,
-                     stages: list[StageRecord], began: float, start: float,
-                     key_id: str | None, include_usage: bool) -> AsyncIterator[bytes]:
-        chunks = Chunks(rid, endpoint, rung.name)
-        error: str | None = None
-        parts = [first]
-        try:
-            if endpoint == "chat":
-                yield chunks.role()
-            if first:
-                yield chunks.text(first)
-            async for delta in stream:
-                parts.append(delta)
-                yield chunks.text(delta)
-            yield chunks.finish(None)
-        except BackendError as broken:  # after the first byte: too late to fall back
-            error = str(broken)
-            yield chunks.error(error)
-        finally:
-            with contextlib.suppress(Exception):
-                await stream.aclose()
-            usage = getattr(stream, "usage", None)
-            tokens_in = usage.tokens_in if usage else math.nan
-            tokens_out = usage.tokens_out if usage else math.nan
-            cost = 0.0 if usage is None else rung.price.cost(usage.tokens_in, usage.tokens_out,
-                                                             usage.latency_s)
-            model_time = time.perf_counter() - start
-            stages.append(StageRecord(stage, rung.name, None, "".join(parts), {}, None,
-                                      "failed" if error else "stop", error, cost, model_time,
-                                      tokens_in, tokens_out))
-            self._record(rid, target.name, "passthrough", endpoint, request, rung.name, stage,
-                         sum(s.cost for s in stages), 0.0, began, 0.0, tuple(stages), key_id,
-                         200, error)
-        if error is None:
-            if include_usage:
-                yield chunks.usage(usage_dict(tokens_in, tokens_out))
-            yield DONE
 
     async def feedback(self, request: FeedbackRequest, key_id: str | None) -> bool:
         """Record a label durably (True), or False for an id this gateway never served."""
@@ -413,3 +408,4 @@ class Gateway:
             FeedbackRecord(request.id, request.quality, time.time(), key_id))
         metrics.FEEDBACK.labels("recorded" if recorded else "unknown_id").inc()
         return recorded
+

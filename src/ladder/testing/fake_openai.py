@@ -328,13 +328,14 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 @contextlib.contextmanager
 def serve(app: Any, host: str = "127.0.0.1", port: int = 0,
-          log_level: str = "critical") -> Iterator[str]:
+          log_level: str = "critical", lifespan: str = "off") -> Iterator[str]:
     """Run `app` with uvicorn in a background thread; yields its base URL
-    (`http://HOST:PORT/v1`, the port chosen by the system when 0)."""
+    (`http://HOST:PORT/v1`, the port chosen by the system when 0). `lifespan="on"` for
+    an app that starts things there (the gateway)."""
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                           lifespan="off", access_log=False))
+                                           lifespan=lifespan, access_log=False))
     thread = threading.Thread(target=server.run, name="fake-openai", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -1,0 +1,58 @@
+"""`ladder serve` as a child process on a free loopback port: what the client and
+durability tests drive over real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+import ladder
+
+SOURCE = str(Path(ladder.__file__).resolve().parents[1])  # this checkout's src/
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ladder_serve(config: Path, timeout_s: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start `ladder serve --config CONFIG`; yield its base URL once /readyz is 200, and
+    the process (stopped at the end unless the test killed it)."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SOURCE, os.environ.get("PYTHONPATH", "")]),
+           "LADDER_HOME": str(config.parent)}
+    out = (config.parent / "serve.log").open("wb")
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from ladder.cli import app; app()", "serve", "--config",
+         str(config), "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert child.poll() is None, (config.parent / "serve.log").read_text()
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "ladder serve never became ready"
+            time.sleep(0.1)
+        yield url, child
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        out.close()
