@@ -26,7 +26,7 @@ from ladder.backends.base import BackendError
 from ladder.config import Config, load_config
 from ladder.server import metrics
 from ladder.server.auth import Unauthorized
-from ladder.server.catalog import UnknownModel
+from ladder.server.errors import ClientError, Overloaded, Unavailable, UnknownModel
 from ladder.server.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -43,7 +43,7 @@ from ladder.server.protocol import (
     error_body,
     sse_content,
 )
-from ladder.server.serving import ClientError, Gateway, Opened, Overloaded, Unavailable
+from ladder.server.serving import Gateway, Opened
 from ladder.server.store import Store, StoreError
 
 CONFIG_ENV = "LADDER_CONFIG"  # how `ladder serve --workers` tells each worker its config
@@ -248,7 +248,6 @@ def _errors(app: FastAPI) -> None:
                                        headers={"www-authenticate": "Bearer"}),
         UnknownModel: lambda e: _error(404, str(e), "model_not_found", "model"),
         ClientError: lambda e: _error(400, str(e), "invalid_request", e.param),
-        ValueError: lambda e: _error(400, str(e), "invalid_request"),
         Overloaded: lambda e: _error(429, str(e), "overloaded",
                                      headers={"retry-after": str(e.retry_after)}),
         Unavailable: lambda e: _error(503, str(e), "unavailable",

@@ -27,15 +27,12 @@ from ladder.paths import data_dir
 from ladder.policies.persist import PolicyFileError, load_policy, save_policy
 from ladder.rung import Rung
 from ladder.runtime import Cascade, policy_chain
+from ladder.server.errors import ClientError, Unavailable, UnknownModel
 from ladder.server.learner import SharedLearner
 from ladder.server.protocol import LADDER
 
 OVERRIDE = re.compile(r"^(?P<base>[\w.-]+):(?P<key>lambda|budget)=(?P<value>[^:]+)$")
 MAX_OVERRIDES = 16  # fitted overrides kept in memory (least recently used dropped)
-
-
-class UnknownModel(LookupError):
-    """A request named no policy, override or model this gateway serves (404)."""
 
 
 @dataclass
@@ -88,6 +85,7 @@ class Catalog:
         self.pending = [p.name for p in config.server.policies]
         self.errors: dict[str, str] = {}
         self._overrides: OrderedDict[str, asyncio.Task[Target]] = OrderedDict()
+        self._fitting = asyncio.Lock()
         server = config.server
         if server.default_policy is not None and server.default_policy not in self.pending:
             raise ConfigError(f"server.default_policy: no policy named "
@@ -171,11 +169,16 @@ class Catalog:
         try:
             value = float(match["value"])
         except ValueError:
-            raise ValueError(f"'{name}': {match['key']} must be a number") from None
+            raise ClientError(f"'{name}': {match['key']} must be a number", "model") from None
         if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"'{name}': {match['key']} must be a finite number ≥ 0")
+            raise ClientError(f"'{name}': {match['key']} must be a finite number ≥ 0", "model")
         key = f"{LADDER}:{match['key']}={value:g}"
         task = self._overrides.get(key)
+        if task is None and self._fitting.locked():
+            # one override fit at a time (a budget fit takes seconds of CPU): a client
+            # asking for many values waits its turn instead of taking every core
+            raise Unavailable(f"'{name}' must be fitted first and another override is being "
+                              "fitted; retry shortly", retry_after=5)
         if task is None:
             point = {"lam": value} if match["key"] == "lambda" else {"budget": value}
             family = self.config.server.override_policy if match["key"] == "lambda" else "auto"
@@ -187,12 +190,14 @@ class Catalog:
         self._overrides.move_to_end(key)
         try:
             return await asyncio.shield(task)
-        except ValueError:
+        except ValueError as error:  # e.g. a λ that prices cost beyond any quality
             self._overrides.pop(key, None)  # a bad value is not cached
-            raise
+            raise ClientError(f"'{name}': {error}", "model") from None
 
     async def _fit_override(self, key: str, spec: FitSpec) -> Target:
-        policy = await asyncio.to_thread(fit_from_log, self.log_path(), spec, self.cache_dir)
+        async with self._fitting:
+            policy = await asyncio.to_thread(fit_from_log, self.log_path(), spec,
+                                             self.cache_dir)
         return Target(key, self._cascade(policy))
 
     def names(self) -> list[str]:

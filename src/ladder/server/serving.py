@@ -27,6 +27,7 @@ from ladder.runtime import CascadeFailed, Result
 from ladder.server import metrics
 from ladder.server.auth import ApiKeys
 from ladder.server.catalog import Catalog, Target
+from ladder.server.errors import ClientError, Overloaded, Unavailable
 from ladder.server.protocol import ChatCompletionRequest, CompletionRequest, FeedbackRequest
 from ladder.server.records import FeedbackRecord, RequestRecord, StageRecord
 from ladder.server.relay import Relay
@@ -36,26 +37,6 @@ from ladder.tasks import Item
 
 Request = ChatCompletionRequest | CompletionRequest
 log = logging.getLogger("ladder.server")
-
-
-class ClientError(ValueError):
-    """A request the gateway will not run (400), with the parameter at fault."""
-
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(message)
-        self.param = param
-
-
-class Unavailable(RuntimeError):
-    """Not ready, or every model failed (503); `retry_after` seconds to wait."""
-
-    def __init__(self, message: str, retry_after: int = 1):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class Overloaded(Unavailable):
-    """More requests in flight than `server.max_concurrency` (429)."""
 
 
 @dataclass
