@@ -3,7 +3,6 @@ tests share (no weights, no network beyond loopback)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,14 @@ from ladder.collect import collect
 from ladder.config import load_config
 from ladder.rung import rungs_from_config
 from ladder.tasks import load_tasks
+from ladder.testing import write_sum_tasks
 
 N_ITEMS = 120
 
 
 def write_tasks(folder: Path) -> Path:
     """Short-answer items the fakes know: alternately train and test."""
-    path = folder / "tasks.jsonl"
-    with path.open("w") as f:
-        for k in range(N_ITEMS):
-            f.write(json.dumps({"id": f"q{k}", "type": "short", "prompt": f"What is {k} + {k}?",
-                                "reference": f"n{2 * k}",
-                                "split": "train" if k % 2 == 0 else "test"}) + "\n")
-    return path
+    return write_sum_tasks(folder / "tasks.jsonl", N_ITEMS)
 
 
 def gateway_config(folder: Path, *, log: bool = True, **server: Any) -> Path:

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from ladder.policies.persist import save_policy
 from ladder.rung import rungs_from_config
 from ladder.runlog import QueryTable, load_runlog
 from ladder.runtime import Cascade
+from ladder.server.upstream import server_command, wait_for_port
 from ladder.tasks import builtin_tasks
 
 pytestmark = pytest.mark.slow
@@ -96,40 +96,17 @@ def test_gemma_generates_a_short_answer_with_logprobs() -> None:
     assert all(lp <= 0 for lp in generation.token_logprobs)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# llama-cpp-python's server, with the weight buffers ladder's own backend uses (see
-# use_plain_weight_buffers: the repacked ones crash on CPUs that advertise AMX unusably)
-SERVER = ("from ladder.backends.llamacpp import use_plain_weight_buffers; "
-          "use_plain_weight_buffers(); import runpy; "
-          "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server with Gemma on a loopback port (its echoed
     prompt logprobs are aligned for models with a BOS token only, see above)."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, "--model", str(embedded_path("gemma3-270m")),
-         "--model_alias", "gemma", "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "512", "--logits_all", "true", "--n_threads", str(os.cpu_count())],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(server_command("gemma3-270m", "127.0.0.1", port, alias="gemma"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("llama_cpp.server did not start")
-                time.sleep(0.5)
+        wait_for_port("127.0.0.1", port, process, timeout_s=120)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         process.terminate()

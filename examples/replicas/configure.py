@@ -13,7 +13,6 @@ waiting for servers to answer. Each subcommand prints what run.sh needs on stdou
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ladder.testing import write_sum_tasks
 
 N_TASKS = 60
 
@@ -45,12 +46,7 @@ def fake(folder: Path, small: str, big: str, database: str) -> None:
     """Short-answer questions the fake upstreams know, and a config whose two models are
     those upstreams: a threshold policy fitted on the log collected from them (`balanced`,
     the default) and an online learner warm-started on it (`learner`)."""
-    tasks = folder / "tasks.jsonl"
-    with tasks.open("w") as f:
-        for k in range(N_TASKS):
-            f.write(json.dumps({"id": f"q{k}", "type": "short", "prompt": f"What is {k} + {k}?",
-                                "reference": f"n{2 * k}",
-                                "split": "train" if k % 2 == 0 else "test"}) + "\n")
+    write_sum_tasks(folder / "tasks.jsonl", N_TASKS)
     models = [
         {"name": "small", "backend": "openai", "base_url": small, "model": "small",
          "price": {"input_per_mtok": 1.0, "output_per_mtok": 1.0}},

@@ -29,12 +29,14 @@ LAUNCH = ("from ladder.backends.llamacpp import use_plain_weight_buffers; "
           "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
 
 
-def server_command(model: str, host: str, port: int, n_threads: int | None = None) -> list[str]:
-    """The command that serves one embedded model under its own name."""
+def server_command(model: str, host: str, port: int, n_threads: int | None = None,
+                   alias: str | None = None) -> list[str]:
+    """The command that serves one embedded model under its own name (or `alias`)."""
     from ladder.backends.embedded import embedded_path
 
     return [sys.executable, "-c", LAUNCH, "--model", str(embedded_path(model)),
-            "--model_alias", model, "--host", host, "--port", str(port), "--n_ctx", "512",
+            "--model_alias", alias or model, "--host", host, "--port", str(port),
+            "--n_ctx", "512",
             "--logits_all", "true", "--n_threads", str(n_threads or os.cpu_count() or 1)]
 
 
