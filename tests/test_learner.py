@@ -122,3 +122,44 @@ def test_warm_start_fits_at_once_and_bad_logs_are_config_errors(tmp_path):
     assert learner.policy.fitted
     with pytest.raises(ConfigError, match="warm_start"):
         SharedLearner("online", spec(warm_start="missing.jsonl"), tmp_path)
+
+
+def test_labels_on_the_cheap_stage_teach_an_escalating_policy_to_stop(tmp_path, make_request):
+    """Every request climbed, so the answers returned are the dear model's: labelling only
+    those cannot show that the cheap rung would have sufficed. A grader that also labels the
+    cheap stage's answer (feedback naming its model) can."""
+    with Store(f"sqlite:///{tmp_path / 'gw.db'}") as store:
+        learner = SharedLearner("online", spec(), tmp_path)
+
+        async def serve_and_label(with_cheap: bool) -> None:
+            for i in range(40):
+                if not with_cheap:
+                    store.submit(make_request(f"q{i}", created=float(i),
+                                              confidence=0.5 + i / 100))
+                    assert await store.add_feedback(FeedbackRecord(f"q{i}", float(i % 3 > 0),
+                                                                   i, None))
+                else:  # the cheap model was right, bar one, wherever it ran
+                    assert await store.add_feedback(
+                        FeedbackRecord(f"q{i}", float(i != 5), 40 + i, None, "small"))
+
+        asyncio.run(serve_and_label(False))
+        asyncio.run(learner.sync(store))
+        assert not stops_at_small(learner.policy)  # no label on the cheap rung: climbs
+        asyncio.run(serve_and_label(True))
+        assert asyncio.run(learner.sync(store))
+        assert stops_at_small(learner.policy)
+        frame = store.export_runlog(tmp_path / "out.jsonl")
+        assert frame == 80  # 40 requests × 2 stages, every stage now labelled
+
+
+def test_feedback_naming_a_model_must_name_a_stage_that_ran(tmp_path, make_request):
+    with Store(f"sqlite:///{tmp_path / 'gw.db'}") as store:
+        store.submit(make_request("q0", models=("small",)))
+
+        async def label(model: str | None) -> bool:
+            return await store.add_feedback(FeedbackRecord("q0", 1.0, 0, None, model))
+
+        assert asyncio.run(label("small")) and asyncio.run(label(None))
+        assert not asyncio.run(label("large"))  # it never ran on q0
+        served = next(store.served())
+        assert served.labels == {"small": 1.0} and served.quality == 1.0

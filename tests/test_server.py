@@ -232,3 +232,20 @@ def test_a_broken_policy_keeps_readyz_at_503(tmp_path):
         # the models still answer directly while the policy is broken
         direct = client.post(CHAT, json={"model": "small", "messages": [ask(1)]})
         assert direct.status_code == 200
+
+
+def test_feedback_can_label_a_stage_that_was_not_returned(served):
+    client, folder = served
+    for k in range(40):
+        body = client.post(CHAT, json={"model": "balanced", "messages": [ask(k)]}).json()
+        if len(body["ladder"]["stages"]) == 2:
+            break
+    cheap = body["ladder"]["stages"][0]
+    assert cheap["model"] == "small" and "answer" in cheap
+    ok = client.post("/v1/feedback", json={"id": body["id"], "quality": 0, "model": "small"})
+    assert ok.status_code == 200, ok.text
+    never = client.post("/v1/feedback", json={"id": body["id"], "quality": 1, "model": "nope"})
+    assert never.status_code == 404 and never.json()["error"]["param"] == "model"
+    rows = sqlite3.connect(folder / "gateway.db").execute(
+        "select model, quality from feedback where request_id = ?", (body["id"],)).fetchall()
+    assert rows == [("small", 0.0)]

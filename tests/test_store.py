@@ -44,7 +44,30 @@ def test_migrations_create_the_schema_and_reopen_is_a_no_op(database_url):
     Store(database_url).close()
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == version
-    assert version == [("0001",)]
+    assert version == [("0002",)]
+
+
+def test_a_database_of_the_first_schema_upgrades_keeping_its_rows(database_url, make_request):
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from ladder.server.store import MIGRATIONS
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with fresh_engine(database_url).begin() as conn:  # what an older ladder left behind
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO requests (id, created, replica, policy, kind, endpoint, stage, cost, "
+            "saved, status, latency_s, overhead_s) VALUES "
+            "('old', 1, 'r', 'p', 'cascade', 'chat', 0, 0, 0, 200, 0, 0)")
+        conn.exec_driver_sql("INSERT INTO feedback (request_id, quality, created) "
+                             "VALUES ('old', 1, 1)")
+    Store(database_url).close()
+    with fresh_engine(database_url).connect() as conn:
+        rows = conn.execute(select(feedback.c.request_id, feedback.c.model)).all()
+    assert rows == [("old", None)]
 
 
 def test_migrated_database_equals_the_tables_the_queries_use(database_url):

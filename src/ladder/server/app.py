@@ -218,8 +218,9 @@ def create_app(config: Config, store: Store | None = None,
     @app.post("/v1/feedback", response_model=FeedbackResponse, responses=ERRORS)
     async def feedback(body: FeedbackRequest, key: Caller) -> Any:
         if not await gateway.feedback(body, key):
-            return _error(404, f"no response with id '{body.id}' was served here",
-                          "response_not_found", "id")
+            ran = "" if body.model is None else f" with a stage of model '{body.model}'"
+            return _error(404, f"no response with id '{body.id}'{ran} was served here",
+                          "response_not_found", "id" if body.model is None else "model")
         return FeedbackResponse(id=body.id)
 
     @app.get("/healthz")

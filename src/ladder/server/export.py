@@ -1,9 +1,9 @@
 """Served traffic as a run log (docs/runlog.md): one row per stage that ran.
 
-`query_id` is the request id and `benchmark` the policy's name. The feedback's quality goes
-on the row of the model that answered (the stage whose answer was returned); every other
-row, and every request without feedback, has a null quality: the run-log format's
-"not labelled", whose signals tuning may use but no metric scores.
+`query_id` is the request id and `benchmark` the policy's name. A feedback's quality goes
+on the row of the stage it labels (the answer returned, unless it named another model that
+ran); every other row has a null quality: the run-log format's "not labelled", whose
+signals tuning may use but no metric scores.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ def served_frame(served: Iterable) -> pd.DataFrame:
     rows = []
     for request in served:
         for stage in request.stages:
-            answered = stage.model == request.model and request.quality is not None
             rows.append({
                 "query_id": request.id, "model": stage.model,
-                "quality": request.quality if answered else None, "cost": stage.cost,
+                "quality": request.labels.get(stage.model), "cost": stage.cost,
                 "benchmark": request.policy, "prompt": request.prompt, "answer": stage.answer,
                 **{name: stage.signals.get(name) for name in SIGNALS},
                 "tokens_in": stage.tokens_in, "tokens_out": stage.tokens_out,

@@ -9,8 +9,11 @@ reads the newest `window` requests, replays them through a fresh `OnlineCascade`
 (observe in order, then the labels), refits once and swaps the new snapshot in. Every
 replica therefore learns from every replica's feedback, with memory bounded by `window`.
 
-Feedback labels the model that answered (the stage whose answer was returned), and only
-models that ran get a label: the partial feedback OnlineCascade is built for.
+Feedback labels the model that answered (the stage whose answer was returned) or, when it
+names one, another stage that ran; only models that ran get a label: the partial feedback
+OnlineCascade is built for. A client who labels only what it was shown teaches the learner
+about the answers returned; a grader that also labels the cheap stages' answers (each is in
+`ladder.stages`) lets it learn where the cheap rung would have sufficed.
 """
 
 from __future__ import annotations
@@ -151,8 +154,8 @@ class SharedLearner:
 
 def replay(online: OnlineCascade, request: Served) -> None:
     """Feed one stored request to an OnlineCascade: the stages that ran along its chain,
-    in order (stopping at a failed or foreign rung), then the label of the model that
-    answered, when it is one of them."""
+    in order (stopping at a failed or foreign rung), then the labels of those of them that
+    got one (the answer returned, and any stage a grader labelled by name)."""
     chain, ran = online.chain, []
     for stage in request.stages:
         if len(ran) == len(chain) or stage.model != chain[len(ran)]:
@@ -162,8 +165,9 @@ def replay(online: OnlineCascade, request: Served) -> None:
         online.observe(request.id, len(ran), stage.cost, signals, stage.answer,
                        request.prompt_len)
         ran.append(stage.model)
-    if request.quality is not None and request.model in ran:
-        online.update(request.id, request.model, request.quality)
+    for model, quality in request.labels.items():
+        if model in ran:
+            online.update(request.id, model, quality)
 
 
 def _warm_table(name: str, spec: OnlineSpec, base_dir: Path) -> QueryTable | None:

@@ -80,6 +80,10 @@ class FeedbackRequest(BaseModel):
 
     id: str = Field(min_length=1, max_length=128, description="the id of a served response")
     quality: float = Field(ge=0, le=1, description="the answer's quality: 1 right, 0 wrong")
+    model: str | None = Field(None, min_length=1, max_length=256,
+                              description="label this stage's answer (a model the request "
+                                          "ran, see ladder.stages) instead of the answer "
+                                          "returned")
 
 
 class FeedbackResponse(BaseModel):
@@ -95,6 +99,8 @@ class StageReport(BaseModel):
     predicted_quality: float | None
     cost: float
     latency_ms: float
+    answer: str | None = Field(None, description="the answer this stage extracted (what "
+                                                 "feedback naming its model labels)")
     error: str | None = None
 
 

@@ -55,9 +55,11 @@ class RequestRecord:
 
 @dataclass(frozen=True)
 class FeedbackRecord:
-    """A quality label for a served request's answer (in [0, 1])."""
+    """A quality label (in [0, 1]) for a served request's answer, or for the answer of one
+    of the stages it ran (`model`; None: the model whose answer was returned)."""
 
     request_id: str
     quality: float
     created: float
     key_id: str | None
+    model: str | None = None

@@ -71,5 +71,6 @@ feedback = Table(
     Column("quality", Double, nullable=False),
     Column("created", Double, nullable=False),
     Column("key_id", String(64)),
+    Column("model", String(256)),  # the stage labelled; NULL: the model that answered
     Index("ix_feedback_request_id", "request_id"),
 )

@@ -238,7 +238,7 @@ class Gateway:
                   "stages": [{"model": t.model, "decision": t.decision,
                               "predicted_quality": _finite(t.predicted_quality),
                               "cost": t.cost, "latency_ms": 1000 * t.latency_s,
-                              "error": t.error} for t in result.trace]}
+                              "answer": t.answer, "error": t.error} for t in result.trace]}
         body = completion_body(rid, endpoint, result.model, text, usage, ladder)
         stages = tuple(
             StageRecord(i, t.model, t.answer, text if t.model == result.model else "",
@@ -384,9 +384,10 @@ class Gateway:
                           retry_after=5)
 
     async def feedback(self, request: FeedbackRequest, key_id: str | None) -> bool:
-        """Record a label durably (True), or False for an id this gateway never served."""
+        """Record a label durably (True), or False for an id this gateway never served (or
+        a model that request did not run)."""
         recorded = await self.store.add_feedback(
-            FeedbackRecord(request.id, request.quality, time.time(), key_id))
+            FeedbackRecord(request.id, request.quality, time.time(), key_id, request.model))
         metrics.FEEDBACK.labels("recorded" if recorded else "unknown_id").inc()
         return recorded
 

@@ -107,8 +107,8 @@ class ServedStage:
 
 @dataclass(frozen=True)
 class Served:
-    """A served request's stages that ran and its latest feedback (None: no label yet).
-    `model` answered it: the feedback's quality is that stage's label."""
+    """A served request's stages that ran and their labels: model → the latest feedback's
+    quality (a feedback naming no model labels `model`, the one that answered)."""
 
     id: str
     policy: str
@@ -116,7 +116,12 @@ class Served:
     prompt_len: int | None
     model: str | None
     stages: tuple[ServedStage, ...]
-    quality: float | None
+    labels: dict[str, float]
+
+    @property
+    def quality(self) -> float | None:
+        """The label of the answer returned (None: none yet)."""
+        return None if self.model is None else self.labels.get(self.model)
 
 
 @dataclass(frozen=True)
@@ -254,24 +259,26 @@ class Store:
         if window is not None:
             chosen = chosen.order_by(requests.c.created.desc(), requests.c.id.desc()).limit(window)
         chosen = chosen.subquery()
-        latest = (select(feedback.c.request_id, func.max(feedback.c.id).label("fid"))
-                  .where(feedback.c.request_id.in_(select(chosen.c.id)))
-                  .group_by(feedback.c.request_id).subquery())
-        r, s = requests.c, stages.c
+        r, s, f = requests.c, stages.c, feedback.c
         query = (select(r.id, r.policy, r.prompt, r.prompt_len, r.model, s.stage,
                         s.model.label("stage_model"), s.answer, s.signals, s.cost, s.latency_s,
-                        s.tokens_in, s.tokens_out, feedback.c.quality)
+                        s.tokens_in, s.tokens_out)
                  .join(stages, s.request_id == r.id)
-                 .outerjoin(latest, latest.c.request_id == r.id)
-                 .outerjoin(feedback, feedback.c.id == latest.c.fid)
                  .where(r.id.in_(select(chosen.c.id)), s.decision != "failed")
                  .order_by(r.created, r.id, s.stage))
+        labels = (select(f.request_id, func.coalesce(f.model, r.model).label("model"),
+                         f.quality)
+                  .join(requests, r.id == f.request_id)
+                  .where(f.request_id.in_(select(chosen.c.id))).order_by(f.id))
         try:
             with self.engine.connect() as conn:
                 rows = conn.execute(query).all()
+                found: dict[str, dict[str, float]] = {}
+                for label in conn.execute(labels):  # in arrival order: the latest wins
+                    found.setdefault(label.request_id, {})[label.model] = float(label.quality)
         except SQLAlchemyError as error:
             raise StoreError(f"database {self.name}: {_one_line(error)}") from None
-        yield from _group(rows)
+        yield from _group(rows, found)
 
     def export_runlog(self, path: str | Path, policy: str | None = None) -> int:
         """Write the served stages as a run log (see `ladder.server.export`); rows written."""
@@ -284,7 +291,7 @@ def _nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def _group(rows: list[Any]) -> Iterator[Served]:
+def _group(rows: list[Any], labels: dict[str, dict[str, float]]) -> Iterator[Served]:
     """Stage rows (ordered by request) folded into one Served per request."""
     current: list[Any] = []
     for row in [*rows, None]:
@@ -294,7 +301,7 @@ def _group(rows: list[Any]) -> Iterator[Served]:
                          tuple(ServedStage(x.stage, x.stage_model, x.answer, dict(x.signals),
                                            x.cost, x.latency_s, _nan(x.tokens_in),
                                            _nan(x.tokens_out)) for x in current),
-                         None if head.quality is None else float(head.quality))
+                         labels.get(head.id, {}))
             current = []
         if row is not None:
             current.append(row)

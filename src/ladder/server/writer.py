@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ladder.server.records import FeedbackRecord, RequestRecord
@@ -182,11 +182,12 @@ class BatchWriter:
                 delay = min(2 * delay, 5.0)
         self._settle(batch, known)
 
-    def _write(self, batch: Sequence[object]) -> set[str]:
-        """Write the batch in one transaction; the request ids its feedback found."""
+    def _write(self, batch: Sequence[object]) -> set[tuple[str, str | None]]:
+        """Write the batch in one transaction; the (request id, model) of the feedback it
+        stored (a label's request must exist and, when it names a model, have run it)."""
         reqs = [i for i in batch if isinstance(i, RequestRecord)]
         fbs = [i.record for i in batch if isinstance(i, _Feedback)]
-        known: set[str] = set()
+        known: set[tuple[str, str | None]] = set()
         with self.engine.begin() as conn:
             if reqs:
                 rows = [request_rows(r) for r in reqs]
@@ -195,22 +196,20 @@ class BatchWriter:
                 if stage_rows:
                     conn.execute(insert(stages), stage_rows)
             if fbs:
-                wanted = {f.request_id for f in fbs}
-                known = set(conn.execute(select(requests.c.id).where(
-                    requests.c.id.in_(wanted))).scalars())
+                known = _labelled(conn, fbs)
                 rows = [{"request_id": f.request_id, "quality": f.quality,
-                         "created": f.created, "key_id": f.key_id}
-                        for f in fbs if f.request_id in known]
+                         "created": f.created, "key_id": f.key_id, "model": f.model}
+                        for f in fbs if (f.request_id, f.model) in known]
                 if rows:
                     conn.execute(insert(feedback), rows)
         self.counts["transactions"] += 1
         self.counts["requests"] += len(reqs)
-        self.counts["feedback"] += sum(f.request_id in known for f in fbs)
-        self.counts["unknown_feedback"] += sum(f.request_id not in known for f in fbs)
+        self.counts["feedback"] += sum((f.request_id, f.model) in known for f in fbs)
+        self.counts["unknown_feedback"] += sum((f.request_id, f.model) not in known for f in fbs)
         return known
 
-    def _write_each(self, batch: Sequence[object]) -> set[str]:
-        known: set[str] = set()
+    def _write_each(self, batch: Sequence[object]) -> set[tuple[str, str | None]]:
+        known: set[tuple[str, str | None]] = set()
         for item in batch:
             if isinstance(item, _Flush):
                 continue
@@ -225,15 +224,29 @@ class BatchWriter:
         return known
 
     @staticmethod
-    def _settle(batch: Sequence[object], known: set[str]) -> None:
+    def _settle(batch: Sequence[object], known: set[tuple[str, str | None]]) -> None:
         for item in batch:
             if isinstance(item, _Feedback):
-                _answer(item, item.record.request_id in known)
+                _answer(item, (item.record.request_id, item.record.model) in known)
             elif isinstance(item, _Flush):
                 item.done.set()
 
 
 DATA_ERRORS = (IntegrityError, TypeError, ValueError)  # a bad row, not a bad database
+
+
+def _labelled(conn: Connection, fbs: Sequence[FeedbackRecord]) -> set[tuple[str, str | None]]:
+    """Which labels have something to label: the request (model None), or a stage of it
+    that ran that model."""
+    ids = {f.request_id for f in fbs}
+    found = set(conn.execute(select(requests.c.id).where(requests.c.id.in_(ids))).scalars())
+    named = {f.request_id for f in fbs if f.model is not None and f.request_id in found}
+    ran = set() if not named else {
+        (row.request_id, row.model) for row in conn.execute(
+            select(stages.c.request_id, stages.c.model).where(
+                stages.c.request_id.in_(named), stages.c.decision != "failed"))}
+    return ({(i, None) for i in found}
+            | {(f.request_id, f.model) for f in fbs if (f.request_id, f.model) in ran})
 
 
 def _answer(item: _Feedback, outcome: bool | Exception) -> None:
