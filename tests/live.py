@@ -26,21 +26,26 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def ladder_serve(config: Path, timeout_s: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start `ladder serve --config CONFIG`; yield its base URL once /readyz is 200, and
-    the process (stopped at the end unless the test killed it)."""
+def ladder_serve(config: Path | None, *options: str, home: Path | None = None,
+                 timeout_s: float = 60.0, env: dict[str, str] | None = None,
+                 ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start `ladder serve [--config CONFIG] OPTIONS...`; yield its base URL once /readyz is
+    200, and the process (stopped at the end unless the test killed it). Its $LADDER_HOME
+    and log are `home` (default: the config's folder)."""
+    home = home or config.parent
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([SOURCE, os.environ.get("PYTHONPATH", "")]),
-           "LADDER_HOME": str(config.parent)}
-    out = (config.parent / "serve.log").open("wb")
+           "LADDER_HOME": str(home), **(env or {})}
+    out = (home / "serve.log").open("wb")
+    named = [] if config is None else ["--config", str(config)]
     child = subprocess.Popen(
-        [sys.executable, "-c", "from ladder.cli import app; app()", "serve", "--config",
-         str(config), "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        [sys.executable, "-m", "ladder", "serve", *named, "--port", str(port), *options],
+        env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
         while True:
-            assert child.poll() is None, (config.parent / "serve.log").read_text()
+            assert child.poll() is None, (home / "serve.log").read_text()
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break

@@ -4,13 +4,7 @@ on loopback) — the README's third block, as a test."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,46 +14,19 @@ from openai import OpenAI
 
 from ladder.demo import MODELS
 from ladder.server.upstream import embedded_servers
+from live import free_port, ladder_serve
 
 pytestmark = pytest.mark.slow
 KEY = "sk-gateway-llamacpp-test"
-SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("ladder-home")
-    port = free_port()
-    with embedded_servers([free_port(), free_port()]) as urls:
-        env = {**os.environ, "LADDER_HOME": str(home), "LADDER_API_KEYS": KEY,
-               "PYTHONPATH": str(SRC)}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ladder", "serve", "--port", str(port),
-             "--upstream", ",".join(urls)], env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    pytest.fail(f"ladder serve did not get ready: {process.stderr.read()}")
-                time.sleep(0.3)
-            yield base
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with (embedded_servers([free_port(), free_port()]) as urls,
+          ladder_serve(None, "--upstream", ",".join(urls), home=home, timeout_s=120,
+                       env={"LADDER_API_KEYS": KEY}) as (url, _)):
+        yield url
 
 
 def test_openai_client_gets_cascaded_answers(gateway: str) -> None:

@@ -4,10 +4,12 @@ OpenAI's exception classes for the gateway's errors."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -86,3 +88,28 @@ def test_a_request_over_the_limit_is_a_rate_limit_error(client):
         slow.join()
     assert int(limited.value.response.headers["retry-after"]) > 0
     assert client.chat.completions.create(model="small", messages=ASK).choices
+
+
+def test_two_workers_share_the_port_the_database_and_the_metrics(tmp_path):
+    config = gateway_config(tmp_path, api_keys=[KEY])
+    with ladder_serve(config, "--workers", "2") as (url, _):
+        fresh = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))  # the kernel
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0,  # spreads
+                               http_client=fresh)                          # connections
+        replicas, ids = set(), []
+        for _ in range(200):
+            raw = client.chat.completions.with_raw_response.create(model="balanced",
+                                                                   messages=ASK)
+            replicas.add(raw.headers["x-ladder-replica"])
+            ids.append(raw.parse().id)
+            if len(replicas) == 2:
+                break
+        assert len(replicas) == 2  # both worker processes answered on the one port
+        served = len(ids)
+        metrics = httpx.get(f"{url}/metrics").text
+        total = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                    if line.startswith('ladder_requests_total{model='))
+        assert total == served  # every worker's count, whichever worker scraped
+    rows = sqlite3.connect(tmp_path / "gateway.db").execute(
+        "select count(distinct replica), count(*) from requests").fetchone()
+    assert rows == (2, served)
