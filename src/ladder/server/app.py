@@ -112,9 +112,10 @@ async def _until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
     return task.result()
 
 
-def _caller(request: Request,
-            authorization: Annotated[str | None, Header()] = None) -> str | None:
-    """The key id of the request's bearer key (401 unless it is one of the gateway's)."""
+async def _caller(request: Request,
+                  authorization: Annotated[str | None, Header()] = None) -> str | None:
+    """The key id of the request's bearer key (401 unless it is one of the gateway's);
+    async because FastAPI runs a plain function in a worker thread, a hop per request."""
     return request.app.state.gateway.keys.identify(authorization)
 
 
