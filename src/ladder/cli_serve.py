@@ -37,7 +37,7 @@ def serve_command(
         import uvicorn
 
         from ladder.config import ConfigError, load_config
-        from ladder.server.app import CONFIG_ENV, app_factory, create_app
+        from ladder.server.app import CONFIG_ENV, app_factory, create_app, freeze_heap
         from ladder.server.store import StoreError
     except ImportError as error:
         raise fail(f"ladder serve needs the server extra: pip install 'ladder[server]' "
@@ -55,6 +55,7 @@ def serve_command(
                           "anyone who can reach it can spend on your models")
         if workers == 1:
             app = create_app(loaded)
+            freeze_heap()
             uvicorn.run(app, host=host, port=port, access_log=access_log,
                         log_level="info", timeout_graceful_shutdown=10)
             return
