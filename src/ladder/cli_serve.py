@@ -48,6 +48,7 @@ def serve_command(
             UPSTREAM_ENV,
             app_factory,
             create_app,
+            freeze_heap,
             quiet_client_logs,
         )
         from ladder.server.store import StoreError
@@ -71,6 +72,7 @@ def serve_command(
                           "anyone who can reach it can spend on your models")
         if workers == 1:
             app = create_app(loaded)
+            freeze_heap()
             uvicorn.run(app, host=host, port=port, access_log=access_log,
                         log_level="info", timeout_graceful_shutdown=10)
             return

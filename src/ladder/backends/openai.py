@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -37,6 +38,7 @@ ENDPOINTS = ("completions", "chat")
 _RETRY_ERRORS = (httpx.NetworkError, httpx.RemoteProtocolError)  # timeouts are not retried
 
 
+POOLS = 32  # connection pools per backend at most (see OpenAIBackend._checkout)
 CALLER_FAULTS = (400, 413, 422)  # the request was refused: no sign of the server's health
 
 
@@ -75,28 +77,52 @@ class OpenAIBackend(Backend):
             if self._key is None:
                 raise BackendError(f"{model}: environment variable {api_key_env} "
                                    "(the API key) is not set or empty")
-        self._client: httpx.AsyncClient | None = None
+        self._clients: list[httpx.AsyncClient] = []
+        self._idle: list[httpx.AsyncClient] = []
+        self._next = 0
+        self._tls: ssl.SSLContext | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return (f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, "
                 f"endpoint={self.endpoint!r})")
 
-    def _http(self) -> httpx.AsyncClient:
-        """One client per event loop: its connections belong to the loop that opened them, so
-        a backend used from a new loop (successive `asyncio.run` calls) gets a new client."""
+    @property
+    def _client(self) -> httpx.AsyncClient | None:
+        """The first client of the current loop's pools (None once closed)."""
+        return self._clients[0] if self._clients else None
+
+    def _checkout(self) -> httpx.AsyncClient:
+        """An idle client (the one used last, so a quiet backend reuses one warm
+        connection), a new one while all are busy, else the next of POOLS round robin.
+
+        Each client has its own connection pool: httpcore's pool scans all its connections
+        (and each queued request) whenever a request starts or ends, so one pool of 64
+        connections cost ~6 ms of CPU a request at 64 in flight (bench/gateway.py); small
+        pools keep that constant. They share one TLS context. Clients belong to the loop
+        that opened them, so a backend used from a new loop (successive `asyncio.run`
+        calls) gets new ones. `_send` puts the client back once the answer starts."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
+        if self._client_loop is not loop:
+            self._clients, self._idle, self._client_loop = [], [], loop
+        if self._idle:
+            return self._idle.pop()
+        if len(self._clients) < (1 if self._transport else POOLS):
+            if not self._clients:
+                self._tls = httpx.create_ssl_context()
             headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-            self._client = httpx.AsyncClient(headers=headers, timeout=self.timeout_s,
-                                             transport=self._transport)
-            self._client_loop = loop
-        return self._client
+            self._clients.append(httpx.AsyncClient(headers=headers, timeout=self.timeout_s,
+                                                   transport=self._transport,
+                                                   verify=self._tls))
+            return self._clients[-1]
+        self._next = (self._next + 1) % len(self._clients)
+        return self._clients[self._next]
 
     async def aclose(self) -> None:
-        if self._client is not None and self._client_loop is asyncio.get_running_loop():
-            await self._client.aclose()
-        self._client = None
+        if self._client_loop is asyncio.get_running_loop():
+            for client in self._clients:
+                await client.aclose()
+        self._clients, self._idle = [], []
 
     def _fail(self, path: str, what: str, body: str = "") -> str:
         text = f"{self.model}: POST {path} {what}"
@@ -109,8 +135,17 @@ class OpenAIBackend(Backend):
         """POST JSON, retrying 429, 5xx and dropped connections with exponential backoff
         until a response starts; a streamed one is returned open (the caller closes it).
         Timeouts are not retried: a server that timed out is overloaded."""
+        client = self._checkout()
+        loop = self._client_loop
+        try:
+            return await self._attempts(client, path, payload, stream)
+        finally:
+            if self._client_loop is loop and not client.is_closed:
+                self._idle.append(client)
+
+    async def _attempts(self, client: httpx.AsyncClient, path: str, payload: dict[str, Any],
+                        stream: bool) -> httpx.Response:
         url = self.base_url + path
-        client = self._http()
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
