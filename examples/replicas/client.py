@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import httpx
 from openai import OpenAI
 
 
 def send_feedback(base_url: str, request_id: str, quality: float) -> int:
-    """POST /v1/feedback through the load balancer. The answer may have come from the
-    other replica, whose writer commits its request row within milliseconds: until then a
-    replica answers 404 for the id, so retry briefly."""
-    for _ in range(20):
-        status = httpx.post(f"{base_url}/feedback", json={"id": request_id,
-                                                          "quality": quality}).status_code
-        if status != 404:
-            return status
-        time.sleep(0.05)
-    return status
+    """POST /v1/feedback through the load balancer (any replica: one that has not yet seen
+    the other's row looks again before answering 404)."""
+    return httpx.post(f"{base_url}/feedback", json={"id": request_id,
+                                                    "quality": quality}).status_code
 
 
 def main() -> None:

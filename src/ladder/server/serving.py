@@ -37,6 +37,7 @@ from ladder.tasks import Item
 
 Request = ChatCompletionRequest | CompletionRequest
 log = logging.getLogger("ladder.server")
+FEEDBACK_RETRY_S = (0.05, 0.25)  # pauses before looking an unknown feedback id up again
 
 
 @dataclass
@@ -384,10 +385,17 @@ class Gateway:
                           retry_after=5)
 
     async def feedback(self, request: FeedbackRequest, key_id: str | None) -> bool:
-        """Record a label durably (True), or False for an id this gateway never served (or
-        a model that request did not run)."""
-        recorded = await self.store.add_feedback(
-            FeedbackRecord(request.id, request.quality, time.time(), key_id, request.model))
+        """Record a label durably (True), or False for an id no replica served (or a model
+        that request did not run). An id not found is looked up again after a moment:
+        behind a load balancer the replica that served it may not have committed its row
+        yet (its writer batches for ~10 ms)."""
+        record = FeedbackRecord(request.id, request.quality, time.time(), key_id,
+                                request.model)
+        recorded = await self.store.add_feedback(record)
+        for pause in FEEDBACK_RETRY_S if not recorded else ():
+            await asyncio.sleep(pause)
+            if recorded := await self.store.add_feedback(record):
+                break
         metrics.FEEDBACK.labels("recorded" if recorded else "unknown_id").inc()
         return recorded
 
