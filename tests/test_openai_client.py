@@ -94,8 +94,9 @@ def test_two_workers_share_the_port_the_database_and_the_metrics(tmp_path):
     config = gateway_config(tmp_path, api_keys=[KEY])
     with ladder_serve(config, "--workers", "2") as (url, _):
         fresh = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))  # the kernel
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0,  # spreads
-                               http_client=fresh)                          # connections
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=5,  # spreads
+                               http_client=fresh)  # connections; retries a worker's 503
+        # while it still fits its policies (/readyz answered for the other one)
         replicas, ids = set(), []
         for _ in range(200):
             raw = client.chat.completions.with_raw_response.create(model="balanced",

@@ -229,9 +229,11 @@ def test_a_broken_policy_keeps_readyz_at_503(tmp_path):
         ready = client.get("/readyz")
         assert ready.status_code == 503 and "broken" in ready.json()["errors"]
         assert client.get("/healthz").status_code == 200
-        # the models still answer directly while the policy is broken
+        # the models still answer directly while the policy is broken; the policy is a 503
         direct = client.post(CHAT, json={"model": "small", "messages": [ask(1)]})
         assert direct.status_code == 200
+        broken = client.post(CHAT, json={"model": "broken", "messages": [ask(1)]})
+        assert broken.status_code == 503 and "missing.json" in broken.json()["error"]["message"]
 
 
 def test_feedback_can_label_a_stage_that_was_not_returned(served):
@@ -249,3 +251,11 @@ def test_feedback_can_label_a_stage_that_was_not_returned(served):
     rows = sqlite3.connect(folder / "gateway.db").execute(
         "select model, quality from feedback where request_id = ?", (body["id"],)).fetchall()
     assert rows == [("small", 0.0)]
+
+
+def test_a_policy_not_yet_ready_is_a_503_not_a_404(tmp_path):
+    path = gateway_config(tmp_path)
+    client = TestClient(create_app(load_config(path)))  # no lifespan: nothing fitted yet
+    response = client.post(CHAT, json={"model": "balanced", "messages": [ask(1)]})
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert client.post(CHAT, json={"model": "nope", "messages": [ask(1)]}).status_code == 404

@@ -154,6 +154,12 @@ class Catalog:
             return self.targets[name]
         if name in self.rungs:
             return Target(name, rung=self.rungs[name])
+        if name in self.pending:  # a worker that has just started: it exists, not yet ready
+            raise Unavailable(f"the policy '{name}' is still being loaded or fitted; retry "
+                              "shortly (/readyz tells when)", retry_after=1)
+        if name in self.errors:
+            raise Unavailable(f"the policy '{name}' could not be loaded: {self.errors[name]}",
+                              retry_after=30)
         match = OVERRIDE.match(name)
         if match is None:
             raise UnknownModel(f"the model '{name}' does not exist; this gateway serves "
