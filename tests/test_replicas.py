@@ -138,12 +138,18 @@ def test_feedback_to_one_replica_changes_the_others_decisions(replicas, tmp_path
     replica_b = {r.headers["x-ladder-replica"] for r in (*before.values(), *after.values())}
     assert len(replica_a) == len(replica_b) == 1 and replica_a != replica_b
     exported = tmp_path / "export.jsonl"
-    result = CliRunner().invoke(app, ["logs", "export", "--database", database, "-o",
-                                      str(exported)])
-    assert result.exit_code == 0, result.output
-    log = load_runlog(exported)
-    ids = set(log["query_id"])
-    assert set(served_by_a) <= ids and {r.json()["id"] for r in after.values()} <= ids
+    wanted = set(served_by_a) | {r.json()["id"] for r in after.values()}
+    deadline = time.monotonic() + 10  # each replica's writer commits its rows in batches
+    while True:
+        result = CliRunner().invoke(app, ["logs", "export", "--database", database, "-o",
+                                          str(exported)])
+        assert result.exit_code == 0, result.output
+        log = load_runlog(exported)
+        ids = set(log["query_id"])
+        if wanted <= ids or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert wanted <= ids
     labelled = log.dropna(subset=["quality"])
     assert set(labelled["query_id"]) <= set(served_by_a) and len(labelled) == 40
 
