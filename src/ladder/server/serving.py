@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from ladder.backends.base import BackendError, GenerationParams
 from ladder.config import Config
@@ -77,6 +77,11 @@ def prompt_of(request: Request) -> str:
     if len(messages) == 1:
         return messages[0].text()
     return "\n".join(f"{m.role}: {m.text()}" for m in messages)
+
+
+def messages_of(request: ChatCompletionRequest) -> list[dict]:
+    """The chat messages as a pass-through backend sends them on."""
+    return [m.model_dump(exclude_none=True) for m in request.messages]
 
 
 def params_of(request: Request) -> GenerationParams:
@@ -286,8 +291,7 @@ class Gateway:
     async def _call(self, rung: Rung, endpoint: str, request: Request) -> Any:
         params = params_of(request)
         if endpoint == "chat":
-            messages = [m.model_dump(exclude_none=True) for m in request.messages]
-            return await rung.chat(messages, params)
+            return await rung.chat(messages_of(request), params)
         return await rung.complete(prompt_of(request), params)
 
     async def _passthrough(self, target: Target, rid: str, endpoint: str, request: Request,
@@ -316,6 +320,11 @@ class Gateway:
                 body["ladder"] = {"policy": target.name, "fallback": [
                     {"model": s.model, "error": s.error} for s in stages[:-1]]}
             return Served(body, self._headers(record), record)
+        self._all_failed(rid, target, endpoint, request, stages, began, key_id)
+
+    def _all_failed(self, rid: str, target: Target, endpoint: str, request: Request,
+                    stages: list[StageRecord], began: float, key_id: str | None) -> NoReturn:
+        """Record a pass-through whose every model failed, and answer 503."""
         self._record(rid, target.name, "passthrough", endpoint, request, None, len(stages) - 1,
                      0.0, 0.0, began, 0.0, tuple(stages), key_id, 503, "every model failed")
         raise Unavailable("every model failed: " + "; ".join(s.error or "" for s in stages),
@@ -367,8 +376,7 @@ class Gateway:
             start = time.perf_counter()
             try:
                 if endpoint == "chat":
-                    messages = [m.model_dump(exclude_none=True) for m in request.messages]
-                    stream = rung.stream_chat(messages, params)
+                    stream = rung.stream_chat(messages_of(request), params)
                 else:
                     stream = rung.stream_complete(prompt_of(request), params)
                 first = await anext(stream, "")
@@ -379,10 +387,7 @@ class Gateway:
             relay = Relay(self._record, rid, target, endpoint, request, rung, stream, first, stages,
                            began, start, key_id)
             return Opened(relay.chunks(include_usage), headers, relay.finish)
-        self._record(rid, target.name, "passthrough", endpoint, request, None, len(stages) - 1,
-                     0.0, 0.0, began, 0.0, tuple(stages), key_id, 503, "every model failed")
-        raise Unavailable("every model failed: " + "; ".join(s.error or "" for s in stages),
-                          retry_after=5)
+        self._all_failed(rid, target, endpoint, request, stages, began, key_id)
 
     async def feedback(self, request: FeedbackRequest, key_id: str | None) -> bool:
         """Record a label durably (True), or False for an id no replica served (or a model
