@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from _common import machine  # noqa: E402
+from ladder.server.upstream import free_port, stop  # noqa: E402
 
 TARGETS = {"added_p50_ms": 1.0, "added_p99_ms": 5.0, "rps": 1500.0, "rss_growth": 0.10}
 PROMPT = "What is 21 + 21?"
@@ -69,12 +69,6 @@ class Run:
     p90: float
     p99: float
     cpu: dict[str, float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env() -> dict[str, str]:
@@ -145,11 +139,7 @@ def process(name: str, args: Sequence[str], ready_url: str, folder: Path
             time.sleep(0.2)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 

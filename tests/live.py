@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,9 @@ from pathlib import Path
 import httpx
 
 import ladder
+from ladder.server.upstream import free_port, stop
 
 SOURCE = str(Path(ladder.__file__).resolve().parents[1])  # this checkout's src/
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -53,11 +47,5 @@ def ladder_serve(config: Path | None, *options: str, home: Path | None = None,
             time.sleep(0.1)
         yield url, child
     finally:
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        stop(child)
         out.close()

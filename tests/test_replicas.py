@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,12 @@ import ladder
 from gateway_setup import N_ITEMS, gateway_config
 from ladder.cli import app
 from ladder.runlog import load_runlog
+from ladder.server.upstream import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = Path(ladder.__file__).parents[1]
 CHAIN = ["small", "big"]
 SYNC_S = 0.2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Replica:
@@ -73,12 +67,7 @@ class Replica:
     def stop(self) -> None:
         self.client.close()
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop(self.process)
 
 
 def climbed(response: httpx.Response) -> list[str]:

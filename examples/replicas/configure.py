@@ -13,7 +13,6 @@ waiting for servers to answer. Each subcommand prints what run.sh needs on stdou
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import time
 import urllib.error
@@ -23,19 +22,14 @@ from typing import Any
 
 import yaml
 
+from ladder.server.upstream import free_ports
 from ladder.testing import write_sum_tasks
 
 N_TASKS = 60
 
 
 def ports(n: int) -> None:
-    """Held open together, so the N ports differ; closed before the servers bind them."""
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    print("\n".join(str(s.getsockname()[1]) for s in sockets))
-    for s in sockets:
-        s.close()
+    print("\n".join(map(str, free_ports(n))))
 
 
 def server_section(database: str, **policies: Any) -> dict[str, Any]:

@@ -67,6 +67,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def stop(process: subprocess.Popen, timeout_s: float = 15) -> None:
+    """Terminate a child and reap it, killing it if it outlives `timeout_s`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    return free_ports(1, host)[0]
+
+
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     """n distinct free ports (held open together while chosen)."""
     with contextlib.ExitStack() as stack:
@@ -91,12 +107,9 @@ def embedded_servers(ports: Sequence[int], host: str = "127.0.0.1",
         yield [f"http://{host}:{p}/v1" for p in ports]
     finally:
         for process in processes:
-            process.terminate()
+            process.terminate()  # all at once, then reap each
         for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process, timeout_s=30)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
