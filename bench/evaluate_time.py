@@ -31,7 +31,7 @@ from ladder.evaluate.split import split_table
 from ladder.predictors import QualityPredictor
 from ladder.runlog import QueryTable, load_runlog
 
-TARGET_S = 90.0  # issue 7: a full evaluate of one benchmark, intervals on, on 2 cores
+TARGET_S = 90.0  # target: a full evaluate of one benchmark, intervals on, on 2 cores
 
 
 class FitClock:

@@ -4,7 +4,7 @@
 
 Fits each router variant on the Zellinger log's training split of one benchmark (all nine
 models), then times `decide(prompt)` on its test prompts, one by one, BLAS on one thread (a
-2-core machine). Targets (issue 8): ≤ 200 µs with text features, ≤ 5 ms with embeddings.
+2-core machine). Targets: ≤ 200 µs with text features, ≤ 5 ms with embeddings.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The embedded default of `ladder serve`: the free-text grading rule, the shipped run log
 of both embedded models, the default config and its policies (λ re-derived on the train
 split, offline decisions equal to a replayed live cascade) and, slow, the real models
-giving the logged signals."""
+answering as logged within what a CPU changes, and deciding as the replay of their own
+outputs."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import pandas as pd
 import pytest
 
 from ladder.backends.replay import ReplayBackend
+from ladder.collect import collect
 from ladder.config import Price, config_from_dict
 from ladder.demo import MODELS
 from ladder.fit import fit_policy
 from ladder.online import OnlineCascade
 from ladder.paths import data_dir
-from ladder.policies.baselines import FixedModel
 from ladder.rung import Rung, rungs_from_config
 from ladder.runlog import QueryTable, load_runlog
 from ladder.runtime import Cascade, policy_chain
@@ -38,6 +39,7 @@ from ladder.tasks import (
     Item,
     TaskError,
     builtin_tasks,
+    extract_answer,
     free_text,
     grade,
     grade_free_text,
@@ -90,13 +92,14 @@ def test_a_distractor_inside_the_reference_is_ignored() -> None:
 
 
 def test_free_text_grades_like_a_person_on_a_judged_sample() -> None:
-    """80 logged answers (a seeded sample of the non-empty ones), each judged by hand: the
-    rule disagrees on one ("Napoleon" for "Napoleon Bonaparte": partial names fail)."""
+    """80 generated answers (a seeded sample of the non-empty ones in an earlier log), each
+    judged by hand: the rule disagrees on one ("Napoleon" for "Napoleon Bonaparte": partial
+    names fail)."""
     judged = pd.read_json(JUDGED, lines=True)
-    log = load_runlog(shipped_log()).set_index(["query_id", "model"])
-    rows = log.loc[list(zip(judged["query_id"], judged["model"], strict=True))]
-    assert [t.strip() for t in rows["text"]] == judged["text"].tolist()
-    assert (rows["quality"].to_numpy() == judged["judged"].to_numpy()).sum() >= 79
+    items = {item.id: item for item in free_text_items()}
+    graded = [grade(items[q], extract_answer(items[q], text))
+              for q, text in zip(judged["query_id"], judged["text"], strict=True)]
+    assert (np.array(graded) == judged["judged"].to_numpy()).sum() >= 79
 
 
 def test_free_text_items_grade_by_the_rule_and_other_types_do_not_change() -> None:
@@ -209,24 +212,48 @@ def test_a_replayed_live_cascade_takes_the_offline_decisions(balanced) -> None:
     assert set(chain) <= set(MODELS)
 
 
+LIVE_QUESTIONS = 24  # test questions the slow test runs both real models on
+# the least share of their 48 answers that must equal the shipped log's. Measured
+# (docs/portability.md): a build for AVX-512 answers as the shipped AVX2 log on 85% of them
+# (83% of all 670); the same build answers alike on every CPU. Swapping the two models'
+# templates agrees on 44% (21 of 48).
+LEAST_AGREEMENT = 0.6
+
+
 @pytest.mark.slow
-def test_the_embedded_models_give_the_logged_signals() -> None:
-    """Greedy decoding is deterministic: the real models, run as the default server runs
-    them, reproduce the logged answers and signals on three questions."""
-    df = load_runlog(shipped_log()).set_index(["query_id", "model"])
-    items = free_text_items()[:3]
+def test_the_embedded_models_answer_as_logged_within_what_a_cpu_changes(
+        tmp_path: Path, balanced) -> None:
+    """The real models, run as the default server runs them: their signals are finite and in
+    range; their answers agree with the shipped log's (made on one CPU and build) on most
+    questions, since greedy decoding differs across instruction sets on a few; and
+    `ladder-balanced`'s live decisions equal the offline replay of the outputs logged on
+    this machine, whatever its CPU."""
+    items = [i for i in free_text_items() if i.meta["split"] == "test"][:LIVE_QUESTIONS]
     config = default_config("sqlite://")
-    train = load_table("train")
-    for model in MODELS:
-        with Cascade(rungs_from_config(config, [model]), FixedModel(model).fit(train),
-                     "short", concurrency=1) as cascade:
-            # as a chat request arrives: the prompt string alone
-            results = cascade.decode_many([i.prompt for i in items], progress=False)
-        for item, result in zip(items, results, strict=True):
-            logged = df.loc[(item.id, model)]
-            answer = logged["answer"] if isinstance(logged["answer"], str) else None
-            assert result.answer == answer, (item.id, model)
-            names = ["confidence", "logprob_mean", "logprob_min", "tokens_out"]
-            live = [result.trace[0].signals[name] for name in names]
-            assert np.array_equal(live, logged[names].astype(float), equal_nan=True), (
-                item.id, model)  # exactly; NaN where nothing was generated
+    collect(items, rungs_from_config(config), tmp_path / "here.jsonl")
+    here = load_runlog(tmp_path / "here.jsonl")
+    assert len(here) == 2 * LIVE_QUESTIONS
+    generated = here["tokens_out"] > 0
+    assert generated.mean() > 0.5
+    assert ((here["confidence"] > 0) & (here["confidence"] <= 1))[generated].all()
+    assert (here["logprob_min"] <= here["logprob_mean"])[generated].all()
+    assert (here["logprob_mean"] <= 0)[generated].all()
+    assert np.isfinite(here.loc[generated, ["logprob_mean", "logprob_min"]]).all().all()
+
+    shipped = load_runlog(shipped_log()).set_index(["query_id", "model"])["answer"]
+    agree = [(None if pd.isna(a) else a) == (None if pd.isna(b) else b) for a, b in zip(
+        here["answer"], shipped.loc[list(zip(here["query_id"], here["model"], strict=True))],
+        strict=True)]
+    assert np.mean(agree) >= LEAST_AGREEMENT, f"{sum(agree)} of {len(agree)} answers as logged"
+
+    table = QueryTable.from_runlog(here, models=list(MODELS))
+    offline = balanced.replay(table)
+    position = {q: k for k, q in enumerate(table.query_ids)}
+    rows = [position[i.id] for i in items]
+    with Cascade(rungs_from_config(config, list(policy_chain(balanced))), balanced, "short",
+                 concurrency=1) as cascade:
+        # as a chat request arrives: the prompt string alone
+        results = cascade.decode_many([i.prompt for i in items], progress=False)
+    assert [r.model for r in results] == [table.models[offline.chosen[k]] for k in rows]
+    assert [r.trace[-1].model for r in results] == [
+        table.models[offline.last_run[k]] for k in rows]

@@ -71,7 +71,7 @@ def test_errors_map_to_openai_exceptions(client):
     assert missing.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="small", messages=ASK, n=2)
-    with pytest.raises(openai.UnprocessableEntityError):
+    with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="small", messages=[])
 
 

@@ -143,7 +143,9 @@ def test_feedback_is_recorded_and_unknown_ids_are_404(served):
     missing = client.post("/v1/feedback", json={"id": "chatcmpl-nope", "quality": 1})
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "id"
     bad = client.post("/v1/feedback", json={"id": rid, "quality": 2})
-    assert bad.status_code == 422 and "quality" in bad.json()["error"]["message"]
+    assert bad.status_code == 400 and "quality" in bad.json()["error"]["message"]
+    typed = client.post("/v1/feedback", json={"id": rid, "quality": "1"})
+    assert typed.status_code == 400 and typed.json()["error"]["code"] == "invalid_type"
 
 
 @pytest.mark.parametrize(("headers", "status"), [
@@ -162,10 +164,27 @@ def test_keys_are_required_and_never_stored(served, headers, status):
 @pytest.mark.parametrize(("body", "status", "code"), [
     ({"model": "nope", "messages": [ask(1)]}, 404, "model_not_found"),
     ({"model": "small", "messages": [ask(1)], "n": 2}, 400, "invalid_request"),
-    ({"model": "small", "messages": []}, 422, "invalid_value"),
-    ({"model": "small"}, 422, "invalid_value"),
-    ({"model": "small", "messages": [{"role": "wizard", "content": "hi"}]}, 422,
+    ({"model": "small", "messages": []}, 400, "invalid_value"),
+    ({"model": "small"}, 400, "missing_required_parameter"),
+    ({"model": "small", "messages": [{"role": "wizard", "content": "hi"}]}, 400,
      "invalid_value"),
+    # typed strictly, as OpenAI does: nothing is coerced
+    ({"model": "small", "messages": [ask(1)], "stream": "yes"}, 400, "invalid_type"),
+    ({"model": "small", "messages": [ask(1)], "stream": 1}, 400, "invalid_type"),
+    ({"model": "small", "messages": [ask(1)], "max_tokens": "5"}, 400, "invalid_type"),
+    ({"model": "small", "messages": [ask(1)], "max_tokens": 5.5}, 400, "invalid_type"),
+    ({"model": "small", "messages": [ask(1)], "temperature": "0.5"}, 400, "invalid_type"),
+    ({"model": "small", "messages": [ask(1)], "n": "1"}, 400, "invalid_type"),
+    ({"model": "small", "messages": [ask(1)], "stop": 5}, 400, "invalid_type"),
+    ({"model": "small", "messages": [ask(1)], "user": 7}, 400, "invalid_type"),
+    ({"model": "small", "messages": [ask(1)], "top_p": "high"}, 400, "invalid_type"),
+    ({"model": "small", "messages": [ask(1)], "top_p": 1.5}, 400, "invalid_value"),
+    ({"model": "small", "messages": [ask(1)], "seed": 1.5}, 400, "invalid_type"),
+    ({"model": "small", "messages": [ask(1)], "logprobs": "true"}, 400, "invalid_type"),
+    ({"model": "small", "messages": [ask(1)],
+      "stream_options": {"include_usage": "yes"}}, 400, "invalid_type"),
+    ({"model": "small", "messages": [{"role": "user", "content": 5}]}, 400, "invalid_type"),
+    ({"model": 5, "messages": [ask(1)]}, 400, "invalid_type"),
 ])
 def test_client_errors_are_openai_error_bodies(served, body, status, code):
     client, _ = served
@@ -259,3 +278,11 @@ def test_a_policy_not_yet_ready_is_a_503_not_a_404(tmp_path):
     response = client.post(CHAT, json={"model": "balanced", "messages": [ask(1)]})
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert client.post(CHAT, json={"model": "nope", "messages": [ask(1)]}).status_code == 404
+
+
+def test_integers_where_numbers_are_expected_and_unknown_fields_are_accepted(served):
+    client, _ = served
+    response = client.post(CHAT, json={"model": "small", "messages": [ask(1)],
+                                       "temperature": 1, "top_p": 1, "seed": 3,
+                                       "logit_bias": {"50256": -100}, "a_field_from_2030": 1})
+    assert response.status_code == 200, response.text

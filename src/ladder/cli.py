@@ -342,10 +342,12 @@ def demo_command(
     table = Table(title=f"Built-in tasks, test half ({result.n_test} items); policy fitted on "
                   f"{result.n_train} train items, λ = {result.lam:.4g}")
     table.add_column("")
-    for column in ("accuracy", "mean cost ($)", *(f"stopped at {m}" for m in MODELS)):
+    for column in ("accuracy", "90% interval", "mean cost ($)",
+                   *(f"stopped at {m}" for m in MODELS)):
         table.add_column(column, justify="right")
     for row in result.rows:
-        table.add_row(row.name, f"{row.accuracy:.3f}", f"{row.cost:.2e}",
+        table.add_row(row.name, f"{row.accuracy:.3f}",
+                      f"[{row.interval[0]:.3f}, {row.interval[1]:.3f}]", f"{row.cost:.2e}",
                       *(f"{row.stopped[m]:.0%}" for m in MODELS))
     out_console = Console() if sys.stdout.isatty() else Console(width=140)
     out_console.print(table)
@@ -355,6 +357,11 @@ def demo_command(
     out_console.print(f"quality above the line between the two models (random mixing at the "
                       f"same cost): {m['point']:+.3f}, 90% interval [{m['low']:+.3f}, "
                       f"{m['high']:+.3f}]")
+    out_console.print(f"models run with {result.build.describe()} (the figures vary by CPU "
+                      "and build)")
+    if result.set_aside:
+        console.print(f"the earlier run log was made under another llama.cpp build or CPU: "
+                      f"kept as {result.set_aside}, outputs collected afresh")
     console.print(f"wrote {result.report}, {result.policy} and {result.log}")
 
 

@@ -13,6 +13,11 @@ model's J_λ is exactly the height above the line, so the grid searches near it.
 
 The Pyramid MoA row asks SmolLM2 under two prompt templates (layer 1; the second
 template is logged on the train half only, to fit P_fail) and Gemma as the oracle.
+
+The logged outputs are reused only under the llama.cpp build and CPU that made them
+(`ladder.backends.build`): greedy decoding differs across instruction sets, and the live
+cascade must meet the outputs it was fitted on. A log made under another build is set
+aside (renamed, never deleted) and collected afresh.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ladder.backends.build import LlamaBuild, llama_build, read_build, sidecar, write_build
 from ladder.backends.embedded import EMBEDDED
 from ladder.collect import collect
 from ladder.config import Config, config_from_dict
@@ -80,6 +86,18 @@ class DemoRow:
     accuracy: float
     cost: float
     stopped: dict[str, float]  # share of test items whose last model run was each model
+    interval: tuple[float, float]  # the accuracy's 90% bootstrap interval over test items
+
+
+def demo_row(name: str, quality: np.ndarray, cost: np.ndarray, last: list[str],
+             n_resamples: int = 1000, seed: int = 0) -> DemoRow:
+    """One row of the demo's table from per-item quality and cost, and which model each
+    item ended on; the interval resamples the test items."""
+    quality = np.asarray(quality, dtype=float)
+    means = Resamples.draw(len(quality), n_resamples, seed).means(quality[:, None])[:, 0]
+    low, high = np.percentile(means, [5, 95])
+    return DemoRow(name, float(quality.mean()), float(np.mean(cost)), _stop_shares(last),
+                   (float(low), float(high)))
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,8 @@ class DemoResult:
     n_train: int
     n_test: int
     matches_offline: int  # live decisions equal to the offline replay of the logged outputs
+    build: LlamaBuild  # the llama.cpp build and CPU the outputs were made with
+    set_aside: Path | None  # an earlier log of another build, renamed to keep it
     margin: dict  # the live cascade's quality above the two models' mixing line, 90% interval
     results: list[Result]
     log: Path
@@ -114,6 +134,8 @@ def run_demo(out: Path, lam: float | None = None, policy: str = "auto",
     def tick(stage: str) -> Callable[[str, int, int], None]:
         return lambda model, done, total: progress and progress(f"{stage} {model}", done, total)
 
+    build = llama_build()
+    set_aside = reuse_only_under(log, build)
     rungs = rungs_from_config(config)
     collect(items, {m: rungs[m] for m in MODELS}, log, on_row=tick("collect"))
     train_items = [i for i in items if i.meta["split"] == "train"]
@@ -151,18 +173,34 @@ def run_demo(out: Path, lam: float | None = None, policy: str = "auto",
                           _decode(config, pyramid, test_items, "decode (live pyramid)",
                                   progress)))
     oracle = Oracle(lam).fit(train).replay(test)
-    rows.append(DemoRow("oracle (knows every answer)", oracle.mean_quality, oracle.mean_cost,
-                        _stop_shares([test.models[i] for i in oracle.last_run])))
+    rows.append(demo_row("oracle (knows every answer)", oracle.quality, oracle.cost,
+                         [test.models[i] for i in oracle.last_run]))
     if progress:
         progress("frontier (every policy family over a λ sweep)", 0, 1)
     evaluation = evaluate(train, test, split="built-in split (alternate items)",
                           max_stages=len(MODELS))
     report = write_report(evaluation, out, title="ladder demo: embedded models, built-in tasks")
     result = DemoResult(rows, lam, lam_note, policy_chain(fitted), train.n, test.n,
-                        int(matches), margin, results, log, policy_path, report)
+                        int(matches), build, set_aside, margin, results, log, policy_path,
+                        report)
     with report.open("a", encoding="utf-8") as f:
         f.write("\n" + live_section(result))
     return result
+
+
+def reuse_only_under(log: Path, build: LlamaBuild) -> Path | None:
+    """Keep `log` for resuming only if its outputs were made under `build`; otherwise rename
+    it (and its record) aside and return the new name. Records `build` for what follows."""
+    moved = None
+    if log.exists() and read_build(log) != build:
+        stamp = 1
+        while (moved := log.with_name(f"{log.stem}.old{stamp}{log.suffix}")).exists():
+            stamp += 1
+        log.rename(moved)
+        if sidecar(log).exists():
+            sidecar(log).rename(sidecar(moved))
+    write_build(log, build)
+    return moved
 
 
 def demo_lambda(train: QueryTable) -> tuple[float, float]:
@@ -202,8 +240,8 @@ def _live_row(name: str, results: list[Result]) -> DemoRow:
     SmolLM2 (under either template)."""
     went = [MODELS[1] if any(t.model == MODELS[1] for t in r.trace) else MODELS[0]
             for r in results]
-    return DemoRow(name, float(np.mean([r.quality for r in results])),
-                   float(np.mean([r.cost for r in results])), _stop_shares(went))
+    return demo_row(name, np.array([r.quality for r in results]),
+                    np.array([r.cost for r in results]), went)
 
 
 def _heights(means: np.ndarray) -> np.ndarray:
@@ -234,11 +272,16 @@ def line_margin(quality: np.ndarray, cost: np.ndarray, model_quality: np.ndarray
 
 def live_section(result: DemoResult) -> str:
     """The live cascade's table for report.md."""
-    header = ["", "accuracy", "mean cost", *(f"stopped at {m}" for m in MODELS)]
-    rows = [[r.name, fmt(r.accuracy, "quality"), fmt(r.cost, "cost"),
+    header = ["", "accuracy", "90% interval", "mean cost",
+              *(f"stopped at {m}" for m in MODELS)]
+    rows = [[r.name, fmt(r.accuracy, "quality"),
+             f"[{fmt(r.interval[0], 'quality')}, {fmt(r.interval[1], 'quality')}]",
+             fmt(r.cost, "cost"),
              *(fmt(r.stopped[m], "ratio") for m in MODELS)] for r in result.rows]
     return "\n".join([
         "## Live cascade (decode on the test half)", "",
+        f"Models run with {result.build.describe()}: the figures below vary with the CPU "
+        "and build (greedy decoding rounds differently across instruction sets).", "",
         f"Policy fitted on {result.n_train} train items at λ = {result.lam:.4g} "
         f"({result.lam_note}); "
         f"chain {' → '.join(result.chain)}; {result.n_test} test items decoded live.", "",
@@ -254,5 +297,4 @@ def live_section(result: DemoResult) -> str:
 
 def _single(test: QueryTable, model: str) -> DemoRow:
     outcome = single_model(test, test.index(model))
-    return DemoRow(f"{model} alone", outcome.mean_quality, outcome.mean_cost,
-                   _stop_shares([model] * test.n))
+    return demo_row(f"{model} alone", outcome.quality, outcome.cost, [model] * test.n)

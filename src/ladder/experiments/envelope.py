@@ -1,5 +1,5 @@
-"""`envelope`: seed 003's comparison on each Zellinger benchmark (issue 8, item 4). All two-
-model cascades and their upper envelope, the full chain, the best subsequence, dp, auto,
+"""`envelope`: seed 003's comparison on each Zellinger benchmark. All two-model
+cascades and their upper envelope, the full chain, the best subsequence, dp, auto,
 router, routed and moa with paired 90% intervals; the one-shadow-price check at every stage
 boundary; and whether a pre-generation router beats every cascade, split into structural
 cost (refunded cascades) and signal (AUROC before and after generation).
@@ -238,7 +238,7 @@ def _routed_met(r: dict) -> bool:
 
 
 def _routed(results: dict[str, dict]) -> list[str]:
-    lines = ["### Issue-8 target: `routed` AIQ ≥ max(best cascade family, `router`) within "
+    lines = ["### Target: `routed` AIQ ≥ max(best cascade family, `router`) within "
              "the intervals", "",
              "Best cascade family = the best of `threshold`, `dp`, `auto` on test AIQ. Met "
              "when neither paired difference's 90% interval lies below 0. Train = held-out "

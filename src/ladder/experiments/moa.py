@@ -1,4 +1,4 @@
-"""Pyramid MoA on real logs (seed 004, issue 8 item 3): `profile` (accuracy and savings
+"""Pyramid MoA on real logs (seed 004): `profile` (accuracy and savings
 against the oracle over t, the balanced point t = 0.4, and the `moa` family beside `auto`)
 and `monotonicity` (Theorem 1's table at t = 0.4 beside the seed's Table 3). Both measure
 the same setups with `moa_setups.measure`; each recomputes it for its own units (seconds).

@@ -1,5 +1,5 @@
 """Our pre-generation routers beside RouteLLM's published figures, on RouteLLM's own
-GPT-4 / Mixtral logs (issue 8 item 5).
+GPT-4 / Mixtral logs.
 
 Per benchmark (MMLU, GSM8K; the converter drops the prompts RouteLLM marks as
 contaminated): a seeded 50/50 split of the queries; every router variant is fitted and

@@ -51,7 +51,7 @@ CONFIG_ENV = "LADDER_CONFIG"  # how `ladder serve --workers` tells each worker i
 UPSTREAM_ENV = "LADDER_UPSTREAM"  # ... or the embedded default's model servers
 log = logging.getLogger("ladder.server")
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 429, 503, 504)}
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 503, 504)}
 
 
 def _error(status: int, message: str, code: str | None = None, param: str | None = None,
@@ -275,7 +275,7 @@ def _errors(app: FastAPI) -> None:
         message = "; ".join(
             f"{'.'.join(str(x) for x in p.get('loc', ()) if x != 'body') or 'body'}: "
             f"{p.get('msg', 'invalid')}" for p in problems[:5])
-        return _error(422, message, "invalid_value", where or None)
+        return _error(400, message, _problem_code(first.get("type", "")), where or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -285,6 +285,16 @@ def _errors(app: FastAPI) -> None:
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
         return _error(500, "internal error in the gateway (logged)", "internal_error")
+
+
+def _problem_code(kind: str) -> str:
+    """OpenAI's error code for a pydantic error type: a value of the wrong JSON type, a
+    required field left out, or a value outside what the field allows."""
+    if kind == "missing":
+        return "missing_required_parameter"
+    if kind.endswith("_type") or kind in {"model_type", "model_attributes_type"}:
+        return "invalid_type"
+    return "invalid_value"
 
 
 def quiet_client_logs() -> None:

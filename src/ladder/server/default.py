@@ -9,7 +9,12 @@ with
 
 which runs both models on the 335 questions exactly as the runtime will (same template,
 max_tokens and stop), resumable, into a working log under the data dir, then writes the
-shipped file (only the needed columns, grades recomputed from the logged answers).
+shipped file (only the needed columns, grades recomputed from the logged answers) and,
+beside it, the llama.cpp build and CPU that made it (`ladder.backends.build`).
+
+The shipped answers are those of one build on one CPU; another CPU or build answers a few
+questions differently (docs/default-policy.md measures how many). The policies fitted on
+them are statistical: they do not need the live answers to equal the logged ones.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ladder.backends.build import llama_build, write_build
 from ladder.collect import collect
 from ladder.config import Config, ConfigError, config_from_dict
 from ladder.demo import MODELS, demo_items, demo_lambda, embedded_models, line_margin
@@ -53,7 +59,7 @@ COLUMNS = ("query_id", "model", "quality", "cost", "split", "prompt", "answer", 
 POLICY = "auto"  # `ladder-balanced`'s family: auto picks the kind on held-out train folds
 # λ of `ladder-balanced` and `ladder-online`, in quality per unit of cost: what
 # `default_lambda` derives from the shipped log's train split (a test re-derives it)
-LAMBDA = 13059.60403280572
+LAMBDA = 11753.643629525139
 
 
 def shipped_log(train_only: bool = False) -> Path:
@@ -129,15 +135,21 @@ def collect_log(work: Path | None = None, out: Path | None = None,
     """Run both models on every free-text question, resuming `work`, then write `out`
     (default: the shipped logs) with grades recomputed by the current grading rule.
 
-    The default working log is named by a hash of the models' config, so a changed
-    template or price starts afresh instead of resuming outputs of the old one."""
+    The default working log is named by a hash of the models' config and, for models in
+    process, of the llama.cpp build and CPU, so a changed template, price or build starts
+    afresh instead of resuming outputs of the old one."""
     config = config or models_config()
+    build = llama_build() if any(m.backend == "llamacpp" for m in config.models) else None
     if work is None:
-        key = hashlib.blake2b(config.model_dump_json().encode(), digest_size=4).hexdigest()
+        made_by = config.model_dump_json() + (build.describe() if build else "")
+        key = hashlib.blake2b(made_by.encode(), digest_size=4).hexdigest()
         work = data_dir() / f"builtin-free-text-{key}.jsonl"
     items = free_text_items()
     collect(items, rungs_from_config(config), work, on_row=progress)
-    return pack_log(work, items, out or shipped_log())
+    out = pack_log(work, items, out or shipped_log())
+    if build:
+        write_build(out, build)
+    return out
 
 
 def pack_log(work: Path, items: list[Item], out: Path) -> Path:

@@ -2,8 +2,10 @@
 that `/openapi.json` publishes and that the fuzz test drives).
 
 Requests accept the fields OpenAI clients send and ignore unknown ones (clients add new
-fields faster than gateways learn them); what the gateway cannot honour (`n > 1`, tools)
-is refused with a 400 by the serving logic, not silently dropped.
+fields faster than gateways learn them); what the gateway cannot honour (`n > 1`) is
+refused with a 400 by the serving logic, not silently dropped. Every field OpenAI types is
+validated strictly, as OpenAI does: `"stream": "yes"` or `"max_tokens": "5"` is a 400, not
+coerced (numbers may be given as integers).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ LADDER = "ladder"  # the model name of the default policy
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """Unknown fields kept and ignored; known ones strictly typed (no "yes" for true)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class ContentPart(_Lenient):
@@ -49,6 +53,16 @@ class _Sampling(_Lenient):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    # typed by OpenAI and validated as it does, though the gateway does not act on them
+    top_p: float | None = Field(None, ge=0, le=1)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    logit_bias: dict[str, float] | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    parallel_tool_calls: bool | None = None
+    service_tier: str | None = None
 
     def stop_list(self) -> tuple[str, ...] | None:
         if self.stop is None:
@@ -62,11 +76,17 @@ class _Sampling(_Lenient):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
 
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str] = Field(max_length=1_000_000, json_schema_extra={
         "minItems": 1, "maxItems": 1}, description="one prompt (a list of several is 400)")
+    logprobs: int | None = Field(None, ge=0, le=5)
+    echo: bool | None = None
+    best_of: int | None = Field(None, ge=0, le=20)
+    suffix: str | None = None
 
     def text(self) -> str | None:
         """The one prompt of the request (None when it holds several)."""
@@ -76,7 +96,7 @@ class CompletionRequest(_Sampling):
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     id: str = Field(min_length=1, max_length=128, description="the id of a served response")
     quality: float = Field(ge=0, le=1, description="the answer's quality: 1 right, 0 wrong")
