@@ -283,6 +283,6 @@ def test_a_policy_not_yet_ready_is_a_503_not_a_404(tmp_path):
 def test_integers_where_numbers_are_expected_and_unknown_fields_are_accepted(served):
     client, _ = served
     response = client.post(CHAT, json={"model": "small", "messages": [ask(1)],
-                                       "temperature": 1, "top_p": 1, "seed": 3,
+                                       "temperature": 1, "top_p": 1, "seed": 3, "max_tokens": 8.0,
                                        "logit_bias": {"50256": -100}, "a_field_from_2030": 1})
     assert response.status_code == 200, response.text

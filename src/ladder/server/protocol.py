@@ -12,15 +12,26 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 
 LADDER = "ladder"  # the model name of the default policy
 
 
 class _Lenient(BaseModel):
-    """Unknown fields kept and ignored; known ones strictly typed (no "yes" for true)."""
+    """Unknown fields kept and ignored; known ones strictly typed (no "yes" for true, no "5"
+    for 5), except that a whole float is the integer it is (JSON Schema's `integer` admits
+    5.0)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole_floats(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields[info.field_name]
+        wants_int = field.annotation in (int, int | None)
+        if wants_int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
 
 class ContentPart(_Lenient):
