@@ -19,6 +19,7 @@ import re
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 from ladder.backends.base import BackendError
 from ladder.backends.embedded import INSTALL_HINT
@@ -70,14 +71,20 @@ def compiled_features(system_info: str) -> tuple[str, ...]:
     return tuple(sorted({f for f in found if _KERNEL_FEATURES.match(f)}))
 
 
-@cache
-def llama_build() -> LlamaBuild:
-    """The llama.cpp build this process loads the embedded models with."""
+def llama_cpp_module() -> ModuleType:
+    """llama_cpp, imported on first use (the local extra is optional)."""
     try:
         import llama_cpp
     except ImportError:
         raise BackendError(f"the llamacpp backend needs llama-cpp-python; {INSTALL_HINT}") \
             from None
+    return llama_cpp
+
+
+@cache
+def llama_build() -> LlamaBuild:
+    """The llama.cpp build this process loads the embedded models with."""
+    llama_cpp = llama_cpp_module()
     info = llama_cpp.llama_print_system_info()
     info = info.decode() if isinstance(info, bytes) else str(info)
     return LlamaBuild(llama_cpp.__version__, compiled_features(info), cpu_name())

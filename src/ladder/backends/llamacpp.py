@@ -35,7 +35,8 @@ from ladder.backends.base import (
     Usage,
     with_option,
 )
-from ladder.backends.embedded import EMBEDDED, INSTALL_HINT, embedded_path
+from ladder.backends.build import llama_cpp_module
+from ladder.backends.embedded import EMBEDDED, embedded_path
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -94,11 +95,8 @@ def use_plain_weight_buffers() -> None:
 @cache
 def _llama_class() -> type:
     """llama_cpp.Llama, imported on first use (the extra is optional)."""
-    try:
-        from llama_cpp import Llama, _utils
-    except ImportError:
-        raise BackendError(f"the llamacpp backend needs llama-cpp-python; {INSTALL_HINT}") \
-            from None
+    llama_cpp = llama_cpp_module()
+    Llama, _utils = llama_cpp.Llama, llama_cpp._utils
     use_plain_weight_buffers()
     # it opens two /dev/null files at import and never closes them: ResourceWarnings at exit
     atexit.register(_close_files, getattr(_utils, "outnull_file", None),
