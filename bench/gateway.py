@@ -10,7 +10,12 @@ its models `openai` backends pointing at the upstream) and wrk. No model weights
 policies are threshold cascades over the upstream's models `small` → `big`, fitted on a
 log collected from in-process fakes of the same names, with the first threshold then set
 to −∞ (`stop`: every request is one upstream call plus one decision) or +∞ (`climb`: two
-upstream calls, a decision after each). `--quick` runs a tiny version (a smoke test).
+upstream calls, a decision after each). Three more gateways of the same config, each with
+its own database, serve the same `stop` path, interleaved with the rest: shadow runs at rate
+0 (off: the control), at the config's default rate 0.05 and at rate 1 (every request
+shadowed: `big` run after the response, graded by agreement). What shadow runs add to a
+served request = a shadowing gateway's latency − the control's, repeat by repeat.
+`--quick` runs a tiny version (a smoke test).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +43,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _common import machine  # noqa: E402
 from ladder.server.upstream import free_port, stop  # noqa: E402
 
-TARGETS = {"added_p50_ms": 1.0, "added_p99_ms": 5.0, "rps": 1500.0, "rss_growth": 0.10}
+TARGETS = {"added_p50_ms": 1.0, "added_p99_ms": 5.0, "rps": 1500.0, "rss_growth": 0.10,
+           "shadow_p50_ms": 0.2}
+SHADOW_RATES = (0.0, 0.05, 1.0)  # the shadowing gateways' rates: 0 is the control
+
+
+def shadowed(rate: float) -> str:
+    """The latency tables' name of the `stop` path on the gateway shadowing at `rate`."""
+    return f"cascade, stops, shadow rate {rate:g}"
+
+
 PROMPT = "What is 21 + 21?"
 LUA = """
 wrk.method = "POST"
@@ -143,8 +157,9 @@ def process(name: str, args: Sequence[str], ready_url: str, folder: Path
         log.close()
 
 
-def prepare(folder: Path, upstream: str) -> Path:
-    """The two policy files and the gateway's config (see the module docstring)."""
+def prepare(folder: Path, upstream: str) -> tuple[Path, dict[float, Path]]:
+    """The two policy files and the gateway's config, and the same with shadow runs at
+    each of `SHADOW_RATES`, each on its own database (see the module docstring)."""
     from ladder.collect import collect
     from ladder.config import load_config
     from ladder.policies.persist import save_policy
@@ -177,12 +192,18 @@ def prepare(folder: Path, upstream: str) -> Path:
     models = [{"name": n, "backend": "openai", "base_url": upstream, "model": n,
                "endpoint": "chat", "price": {"input_per_mtok": p, "output_per_mtok": p}}
               for n, p in prices.items()]
+    server = {"policies": policies, "database": "sqlite:///gateway.db", "max_concurrency": 1024}
     config = folder / "gateway.yaml"
-    config.write_text(yaml.safe_dump({
-        "models": models, "task": {"type": "short"},
-        "server": {"policies": policies, "database": "sqlite:///gateway.db",
-                   "max_concurrency": 1024}}))
-    return config
+    config.write_text(yaml.safe_dump({"models": models, "task": {"type": "short"},
+                                      "server": server}))
+    shadowing = {}
+    for k, rate in enumerate(SHADOW_RATES):
+        shadowing[rate] = folder / f"gateway-shadow-{k}.yaml"
+        shadowing[rate].write_text(yaml.safe_dump({
+            "models": models, "task": {"type": "short"},
+            "server": {**server, "database": f"sqlite:///gateway-shadow-{k}.db",
+                       "shadow": {"rate": rate, "reference": "big"}}}))
+    return config, shadowing
 
 
 def wrk(url: str, model: str, folder: Path, *, seconds: float, connections: int,
@@ -237,17 +258,20 @@ def gateway(config: Path, workers: int) -> Iterator[tuple[str, int]]:
     port = free_port()
     args = [sys.executable, "-c", "from ladder.cli import main; main()", "serve", "--config",
             str(config), "--port", str(port), "--workers", str(workers)]
-    with process(f"gateway-{workers}", args, f"http://127.0.0.1:{port}/readyz",
+    with process(f"{config.stem}-{workers}", args, f"http://127.0.0.1:{port}/readyz",
                  config.parent) as proc:
         yield f"http://127.0.0.1:{port}/v1", proc.pid
 
 
-def latency(args: argparse.Namespace, up: str, gw: str, folder: Path) -> list[bool]:
+def latency(args: argparse.Namespace, up: str, gw: str, shadowing: dict[float, str],
+            folder: Path) -> list[bool]:
     """Fixed-rate runs (the targets), and one connection back to back (the gateway's own
-    path, warm), interleaved per repeat; added = gateway − direct within a repeat."""
+    path, warm), interleaved per repeat; added = gateway − direct within a repeat, and for
+    a shadowing gateway its `stop` path − the control's (rate 0)."""
     paced = (args.latency_connections, args.latency_connections * 1000 / args.rate)
     cases = {"direct": (up, "small"), "pass-through": (gw, "small"),
-             "cascade, stops at rung 1": (gw, "stop"), "cascade, climbs to rung 2": (gw, "climb")}
+             "cascade, stops at rung 1": (gw, "stop"), "cascade, climbs to rung 2": (gw, "climb"),
+             **{shadowed(rate): (url, "stop") for rate, url in shadowing.items()}}
     modes: dict[tuple[int, float], dict[str, list[Run]]] = {
         mode: {name: [] for name in cases} for mode in (paced, (1, 0.0))}
     for url, model in cases.values():  # warm-up: connections, first-call imports, the store
@@ -265,13 +289,48 @@ def latency(args: argparse.Namespace, up: str, gw: str, folder: Path) -> list[bo
     print("\n### One connection, back to back (no pauses: the path warm in cache)")
     _latency_table(modes[(1, 0.0)])
     print("\n(climbs: added = its latency − 2 × direct, the two upstream calls it makes)\n")
-    oks = []
+    oks = [_shadow_verdict(modes, paced, args.rate)]
     for name, a50, a99 in verdicts:
+        if name in {shadowed(r) for r in SHADOW_RATES}:
+            continue
         ok = a50 <= TARGETS["added_p50_ms"] and a99 <= TARGETS["added_p99_ms"]
         oks.append(ok)
         print(f"- {name} at ~{args.rate:g} req/s: added {a50:.3f} ms p50 (≤ 1), {a99:.3f} ms "
               f"p99 (≤ 5): {met(ok)}")
     return oks
+
+
+def _shadow_verdict(modes: dict[tuple[int, float], dict[str, list[Run]]],
+                    paced: tuple[int, float], rate: float) -> bool:
+    """What shadow runs add: each shadowing gateway's `stop` path − the control's (rate 0),
+    per repeat (median over repeats), paced and back to back; whether the paced p50 at the
+    default rate is within the target."""
+    added = {}
+    for shadow_rate in SHADOW_RATES[1:]:
+        for mode, runs in modes.items():
+            pairs = list(zip(runs[shadowed(shadow_rate)], runs[shadowed(0.0)], strict=True))
+            added[shadow_rate, mode] = (statistics.median(s.p50 - p.p50 for s, p in pairs),
+                                        statistics.median(s.p99 - p.p99 for s, p in pairs))
+            where = f"at ~{rate:g} req/s" if mode == paced else "back to back"
+            p50, p99 = added[shadow_rate, mode]
+            print(f"- shadow runs at rate {shadow_rate:g}, {where}: {p50:+.3f} ms p50, "
+                  f"{p99:+.3f} ms p99 against the control (rate 0)")
+    default = SHADOW_RATES[1]
+    ok = added[default, paced][0] <= TARGETS["shadow_p50_ms"]
+    print(f"- shadow runs at rate {default:g} add ≤ 0.2 ms p50 at ~{rate:g} req/s: {met(ok)}")
+    return ok
+
+
+def shadow_work(rate: float, gw: str) -> None:
+    """What a shadowing gateway's shadow runs did, from its /metrics."""
+    families = {}
+    for line in httpx.get(gw.removesuffix("/v1") + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(("ladder_shadow_runs_total", "ladder_shadow_dropped_total",
+                            "ladder_shadow_labels_total")):
+            name, value = line.rsplit(" ", 1)
+            families[name] = float(value)
+    print(f"- gateway shadowing at rate {rate:g}: "
+          + (", ".join(f"{k} {v:.0f}" for k, v in families.items()) or "no shadow runs"))
 
 
 def check_paths(gw: str) -> None:
@@ -391,12 +450,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ladder-bench-") as tmp:
         folder = Path(tmp)
         with upstream(folder) as (up, up_pid):
-            config = prepare(folder, up)
+            config, shadow_configs = prepare(folder, up)
             if not {"latency", "memory"} <= set(args.skip):
                 with gateway(config, 1) as (gw, gw_pid):
                     check_paths(gw)
                     if "latency" not in args.skip:
-                        verdicts += latency(args, up, gw, folder)
+                        with ExitStack() as stack:
+                            shadowing = {rate: stack.enter_context(gateway(path, 1))[0]
+                                         for rate, path in shadow_configs.items()}
+                            verdicts += latency(args, up, gw, shadowing, folder)
+                            for rate, url in shadowing.items():
+                                shadow_work(rate, url)
                     if "memory" not in args.skip:
                         verdicts.append(memory(args, gw, gw_pid, folder))
             if "throughput" not in args.skip:

@@ -35,11 +35,14 @@ def test_quick_latency_run_prints_every_path() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     for path in ("| direct |", "| pass-through |", "| cascade, stops at rung 1 |",
-                 "| cascade, climbs to rung 2 |"):
+                 "| cascade, climbs to rung 2 |", "| cascade, stops, shadow rate 0 |",
+                 "| cascade, stops, shadow rate 0.05 |", "| cascade, stops, shadow rate 1 |"):
         assert path in out
     assert out.count("p50 (≤ 1)") == 3 and "targets met:" in out
     failed = [line.rsplit("|", 2)[1].strip() for line in out.splitlines()
               if line.startswith("| direct") or line.startswith("| cascade")
               or line.startswith("| pass")]
-    assert failed == ["0"] * 8  # every request answered 2xx, paced and back to back
+    assert failed == ["0"] * 14  # every request answered 2xx, paced and back to back
+    assert "shadow runs at rate 0.05 add ≤ 0.2 ms p50" in out
+    assert "rate 0: no shadow runs" in out and "ladder_shadow_runs_total" in out
     assert "`stop` runs small:stop" in out and "`climb` runs small:escalate → big:stop" in out

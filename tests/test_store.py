@@ -44,7 +44,7 @@ def test_migrations_create_the_schema_and_reopen_is_a_no_op(database_url):
     Store(database_url).close()
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == version
-    assert version == [("0002",)]
+    assert version == [("0003",)]
 
 
 def test_a_database_of_the_first_schema_upgrades_keeping_its_rows(database_url, make_request):
@@ -66,8 +66,9 @@ def test_a_database_of_the_first_schema_upgrades_keeping_its_rows(database_url, 
                              "VALUES ('old', 1, 1)")
     Store(database_url).close()
     with fresh_engine(database_url).connect() as conn:
-        rows = conn.execute(select(feedback.c.request_id, feedback.c.model)).all()
-    assert rows == [("old", None)]
+        rows = conn.execute(select(feedback.c.request_id, feedback.c.model,
+                                   feedback.c.source)).all()
+    assert rows == [("old", None, None)]  # an old label is a person's
 
 
 def test_migrated_database_equals_the_tables_the_queries_use(database_url):

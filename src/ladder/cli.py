@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ladder.cli_common import console, fail, progress_bar, split_names
 from ladder.cli_experiments import experiments_command
+from ladder.cli_label import label_command
 from ladder.cli_logs import logs_app
 from ladder.cli_serve import serve_command
 from ladder.runlog import QueryTable, RunLogError, load_runlog, write_runlog
@@ -258,6 +259,7 @@ def fit_command(
     from ladder.evaluate.split import pooled_training
     from ladder.fit import ALL_ROWS, fit_operating_point, fit_policy, training_rows
     from ladder.policies.persist import save_policy
+    from ladder.policies.ppi import judge_labelled
     from ladder.runtime import policy_chain
 
     try:
@@ -290,6 +292,8 @@ def fit_command(
     if point is not None:
         console.print(f"promise: {point.promise}; on the training queries (held out) quality "
                       f"{point.quality:.4f}, mean cost {point.cost:.4g}")
+        if point.mode == "quality" and judge_labelled(table):
+            console.print(_judge_note(point.human_labels))
     detail = ""
     if hasattr(fitted, "thresholds_"):
         detail = "; thresholds " + ", ".join(f"{t:.3f}" for t in fitted.thresholds_)
@@ -297,6 +301,18 @@ def fit_command(
                   f"{' → '.join(policy_chain(fitted))}{detail}; held-out J_λ on the training "
                   f"log {getattr(fitted, 'train_objective_', float('nan')):.4f}")
     console.print(f"wrote {output}")
+
+
+def _judge_note(human_labels: int) -> str:
+    """What a quality promise rests on when some labels are a judge's."""
+    from ladder.policies.ppi import MIN_HUMAN
+
+    if human_labels:
+        return (f"labels: partly a judge's, corrected by prediction-powered tests on "
+                f"{human_labels} queries a person labelled too (asymptotic)")
+    return (f"[yellow]labels: partly a judge's, read as the truth: fewer than {MIN_HUMAN} "
+            "queries carry a person's labels with the judge's beside them (judge_quality), "
+            "so the promise is about the judge's view of quality[/yellow]")
 
 
 @app.command("demo")
@@ -365,6 +381,7 @@ def demo_command(
     console.print(f"wrote {result.report}, {result.policy} and {result.log}")
 
 
+app.command("label")(label_command)
 app.command("experiments")(experiments_command)
 app.command("serve")(serve_command)
 app.add_typer(logs_app, name="logs")

@@ -13,7 +13,7 @@ from ladder.cli_common import console, fail, progress_bar, split_names
 def experiments_command(
     experiments: Annotated[str, typer.Option(
         help="Comma-separated: tradeoff, statistical, regret, learning, envelope, router, "
-        "profile, monotonicity, or all.")] = "all",
+        "profile, monotonicity, judge, or all.")] = "all",
     data: Annotated[Path | None, typer.Option(
         help="Folder of logs (each subfolder in a layout ladder reads; default "
         "../shared/data when present).")] = None,

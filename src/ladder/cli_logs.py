@@ -47,8 +47,9 @@ def spend_command(
     database: DatabaseOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """What each API key spent: requests, cost of the models' calls, and the cost saved
-    against the top rung (keys are shown by their digest prefix, never in full)."""
+    """What each API key spent: requests, cost of the models' calls, the cost saved
+    against the top rung, and what shadow runs spent labelling its requests (keys are
+    shown by their digest prefix, never in full)."""
     from rich.table import Table
 
     from ladder.server.store import StoreError
@@ -58,10 +59,10 @@ def spend_command(
             spend = store.spend_by_key()
     except StoreError as error:
         raise fail(str(error)) from None
-    table = Table("key", "requests", "cost", "saved")
+    table = Table("key", "requests", "cost", "saved", "shadow")
     for key, row in sorted(spend.items()):
         table.add_row(key, f"{int(row['requests']):,}", f"{row['cost']:.6g}",
-                      f"{row['saved']:.6g}")
+                      f"{row['saved']:.6g}", f"{row['shadow']:.6g}")
     Console().print(table)
 
 

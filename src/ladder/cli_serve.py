@@ -43,6 +43,9 @@ def serve_command(
                                                  "for each (as `python -m "
                                                  "ladder.server.upstream` does) for as long "
                                                  "as the gateway runs.")] = None,
+    shadow_rate: Annotated[float | None, typer.Option(
+        help="Share of cascade requests that shadow runs label (0: off), overriding "
+             "server.shadow.rate; the embedded default's is 0.2.", min=0, max=1)] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
 ) -> None:
     """Serve fitted policies behind an OpenAI-compatible API (/v1/chat/completions, ...)."""
@@ -60,7 +63,7 @@ def serve_command(
             # uvicorn re-raises the SIGTERM it shut down on: exit through the stack, which
             # stops the model servers, instead of dying at once
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        _serve(config, host, port, workers, upstream, access_log)
+        _serve(config, host, port, workers, upstream, shadow_rate, access_log)
 
 
 def _start_llamacpp(servers: contextlib.ExitStack) -> str:
@@ -83,16 +86,18 @@ def _start_llamacpp(servers: contextlib.ExitStack) -> str:
 
 
 def _serve(config: Path | None, host: str, port: int, workers: int, upstream: str | None,
-           access_log: bool) -> None:
+           shadow_rate: float | None, access_log: bool) -> None:
     import uvicorn
 
     from ladder.config import ConfigError, load_config
     from ladder.server.app import (
         CONFIG_ENV,
+        SHADOW_RATE_ENV,
         UPSTREAM_ENV,
         app_factory,
         create_app,
         freeze_heap,
+        with_shadow_rate,
     )
     from ladder.server.store import StoreError
 
@@ -106,6 +111,7 @@ def _serve(config: Path | None, host: str, port: int, workers: int, upstream: st
             from ladder.server.default import default_config
 
             loaded = default_config(upstream=split_names(upstream) if upstream else None)
+        loaded = with_shadow_rate(loaded, shadow_rate)
         if not (loaded.server.api_keys or os.environ.get("LADDER_API_KEYS")) and not _loopback(
                 host):
             console.print(f"[yellow]warning:[/yellow] listening on {host} with no API keys: "
@@ -123,6 +129,8 @@ def _serve(config: Path | None, host: str, port: int, workers: int, upstream: st
             os.environ[CONFIG_ENV] = str(config.resolve())
         if upstream is not None:
             os.environ[UPSTREAM_ENV] = upstream
+        if shadow_rate is not None:
+            os.environ[SHADOW_RATE_ENV] = str(shadow_rate)
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
                               tempfile.mkdtemp(prefix="ladder-metrics-"))
         uvicorn.run(f"{app_factory.__module__}:{app_factory.__name__}", factory=True,

@@ -20,6 +20,8 @@ from pydantic import (
 )
 
 from ladder.backends.base import DEFAULT_TEMPLATE, Backend
+from ladder.judge.agreement import SHORT_WORDS
+from ladder.judge.rubric import REFERENCE_PROMPT, SOLO_PROMPT, check_prompt
 
 
 class ConfigError(ValueError):
@@ -136,6 +138,52 @@ class TaskSpec(_Strict):
     max_tokens: int = Field(32, ge=1)
 
 
+class JudgeSpec(_Strict):
+    """Who grades answers where no human label exists (`ladder label`, shadow runs): a
+    configured model asked a fixed rubric, a reference rung whose answer others are
+    compared with, or both. Recorded with every label it gives."""
+
+    model: str | None = None  # a configured model's name (None: agreement only)
+    reference: str | None = None  # the rung whose answer is the reference (usually the top)
+    mode: Literal["auto", "agreement", "model"] = "auto"
+    prompt: str = REFERENCE_PROMPT  # with {query}, {answer} and {reference}
+    solo_prompt: str = SOLO_PROMPT  # with {query} and {answer}: the judge alone
+    short_words: int = Field(SHORT_WORDS, ge=1)  # answers this short compare by agreement
+    timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("prompt")
+    @classmethod
+    def _reference_slots(cls, value: str) -> str:
+        return check_prompt(value, ("query", "answer", "reference"))
+
+    @field_validator("solo_prompt")
+    @classmethod
+    def _solo_slots(cls, value: str) -> str:
+        return check_prompt(value, ("query", "answer"))
+
+    @model_validator(mode="after")
+    def _someone_grades(self) -> JudgeSpec:
+        if self.model is None and self.reference is None:
+            raise ValueError("name a judge 'model', a 'reference' rung, or both")
+        if self.mode == "model" and self.model is None:
+            raise ValueError("mode 'model' needs a judge 'model'")
+        return self
+
+
+class ShadowSpec(JudgeSpec):
+    """Shadow runs in the gateway: for a sampled share of cascade requests, after the
+    response has been sent, run the rungs the cascade skipped and grade every rung with
+    the judge; the labels are stored as feedback with their source. Shadow work has its
+    own concurrency limit and budget and is dropped first under load."""
+
+    rate: float = Field(0.05, ge=0, le=1)  # share of cascade requests shadowed
+    max_concurrency: int = Field(1, ge=1)  # shadow runs in flight per replica
+    max_pending: int = Field(16, ge=0)  # shadow runs waiting; more are dropped
+    budget: float | None = Field(None, ge=0)  # most shadow cost per served request, on average
+    busy_share: float = Field(0.5, gt=0, le=1)  # no shadow work above this share of
+    # server.max_concurrency requests in flight
+
+
 class Defaults(_Strict):
     concurrency: int = Field(4, ge=1)
 
@@ -164,6 +212,8 @@ class FitSpec(_Strict):
     lam: float | None = Field(None, alias="lambda", ge=0)
     budget: float | None = Field(None, ge=0)
     target_quality: float | None = Field(None, gt=0, le=1)
+    refit_every_s: float | None = Field(None, gt=0)  # refit on the log plus the labelled
+    # traffic this often (None: never)
 
     @model_validator(mode="after")
     def _one_point(self) -> FitSpec:
@@ -203,6 +253,7 @@ class ServerSpec(_Strict):
     request_timeout_s: float = Field(120.0, gt=0)
     sync_s: float = Field(1.0, gt=0)  # how often each replica reads others' feedback
     log_prompts: bool = True  # store prompts and answers (needed by `ladder logs export`)
+    shadow: ShadowSpec | None = None  # judge-labelled shadow runs (None: off)
 
 
 class Config(_Strict):
@@ -211,6 +262,7 @@ class Config(_Strict):
     task: TaskSpec = TaskSpec()
     defaults: Defaults = Defaults()
     server: ServerSpec = ServerSpec()
+    judge: JudgeSpec | None = None  # `ladder label`'s judge (its flags override)
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("models")
@@ -221,6 +273,20 @@ class Config(_Strict):
         if repeated:
             raise ValueError(f"model names must be unique; repeated: {', '.join(repeated)}")
         return models
+
+    @model_validator(mode="after")
+    def _judges_are_models(self) -> Config:
+        names = {m.name for m in self.models}
+        # offline, the reference is a model of the log; a shadow run runs it, so it must
+        # be configured
+        for where, spec, keys in (("judge", self.judge, ("model",)),
+                                  ("server.shadow", self.server.shadow, ("model", "reference"))):
+            for key in keys:
+                name = None if spec is None else getattr(spec, key)
+                if name is not None and name not in names:
+                    raise ValueError(f"{where}.{key}: no model named {name!r} among the "
+                                     f"models ({', '.join(sorted(names))})")
+        return self
 
     def policy_path(self) -> Path | None:
         return None if self.policy is None else _resolve(self.policy, self.base_dir)

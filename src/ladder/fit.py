@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from sklearn.base import BaseEstimator
 
 from ladder.evaluate.experiment import lambda_grid
@@ -21,6 +23,7 @@ from ladder.policies.operating import (
     choose_by_budget,
     choose_by_quality,
 )
+from ladder.policies.ppi import HumanAudit, human_audit
 from ladder.policies.routed import RoutedCascade
 from ladder.policies.router import Router, router_cache
 from ladder.policies.seed_heuristic import SeedHeuristic
@@ -114,16 +117,7 @@ def fit_policy(table: QueryTable, policy: str = "auto", lam: float = 0.0,
     return BestChain(policy, lam, max_stages, predictor=predictor).fit(table, cache).policy_
 
 
-def fit_operating_point(table: QueryTable, *, target: float | None = None,
-                        budget: float | None = None, absolute: bool = False,
-                        delta: float = 0.1, n_lambdas: int = 20, max_stages: int = 3,
-                        predictor: str = "logistic", pool: QueryTable | None = None,
-                        ) -> tuple[BaseEstimator, OperatingPoint]:
-    """The cheapest `auto` policy (or single model) certified on `table` to reach a quality
-    target — `target` × the best model's quality, or an absolute accuracy when `absolute`
-    — or the most accurate one whose mean cost stays within `budget`, each with
-    probability ≥ 1 − δ (Learn-then-Test on cross-fitted held-out outcomes, theory.md
-    §10). Users think in targets and budgets; this finds the λ."""
+def _check_request(target: float | None, budget: float | None, delta: float) -> None:
     if (target is None) == (budget is None):
         raise ValueError("give exactly one of a quality target and a budget")
     if target is not None and not (0 < target <= 1):
@@ -132,26 +126,97 @@ def fit_operating_point(table: QueryTable, *, target: float | None = None,
         raise ValueError(f"the budget must be a finite mean cost ≥ 0, got {budget}")
     if not 0 < delta < 1:
         raise ValueError(f"δ must lie in (0, 1), got {delta}")
+
+
+@dataclass(frozen=True, eq=False)
+class OperatingCandidates:
+    """What an operating point is chosen among, on one training table (`table`, in ladder
+    order): `auto` over the λ sweep and every single model (`policies`), their
+    cross-fitted held-out outcomes (`calibration`), each model's per-query held-out
+    quality (`reference`: labels, p̂ where missing) and out-of-fold predicted quality
+    (`predicted`), and, when the labels are partly a judge's and partly a person's, the
+    audit that corrects the judge (`ladder.policies.ppi`)."""
+
+    table: QueryTable
+    policies: list[BaseEstimator]
+    calibration: Candidates
+    reference: np.ndarray
+    predicted: np.ndarray
+    audit: HumanAudit | None = None
+
+    def audited(self, labels: QueryTable) -> OperatingCandidates:
+        """The same candidates, audited on `labels`: the same queries, whose labels name
+        their sources and carry the judge's beside a person's where there are both (a
+        person's labels then only test the candidates, they fit none)."""
+        labels = labels.select_models(self.table.models)
+        if not np.array_equal(labels.query_ids, self.table.query_ids):
+            raise ValueError("audited: the labels must be of the candidates' training queries, "
+                             "in their order")
+        chosen = [policy.held_out_.chosen for policy in self.policies]
+        return replace(self, audit=human_audit(labels, chosen, self.predicted))
+
+
+def operating_candidates(table: QueryTable, *, n_lambdas: int = 20, max_stages: int = 3,
+                         predictor: str = "logistic", pool: QueryTable | None = None,
+                         n_jobs: int | None = None) -> OperatingCandidates:
+    """The candidates of `fit_operating_point` (the λ sweep is the costly part: fitted
+    once, a point can be chosen for several targets or with and without the audit).
+    n_jobs: processes fitting λ values (default: every core)."""
     table = table.by_cost()
     cache = PredictorCache(table, predictor,
                            pool=None if pool is None else pool.select_models(table.models))
     lambdas = lambda_grid(table, n_lambdas)
     policies: list[BaseEstimator] = [
         fitted["auto"].policy_
-        for fitted in sweep(table, cache, lambdas, ("auto",), max_stages, predictor,
+        for fitted in sweep(table, cache, lambdas, ("auto",), max_stages, predictor, n_jobs,
                             routers=router_cache(table))]
-    judge = cache.targets(table, 1.0)
     singles = [FixedModel(m).fit(table) for m in table.models]
     for index, single in enumerate(singles):
         single.held_out_ = fixed_outcome(table, cache, index)
     candidates = [*policies, *singles]
     calibration = Candidates.from_outcomes([p.held_out_ for p in candidates])
-    if budget is not None:
+    return OperatingCandidates(table, candidates, calibration, cache.targets(table, 1.0),
+                               cache.targets(table, 0.0)).audited(table)
+
+
+def choose_operating_point(candidates: OperatingCandidates, *, target: float | None = None,
+                           budget: float | None = None, absolute: bool = False,
+                           delta: float = 0.1, correct: bool = True,
+                           ) -> tuple[BaseEstimator, OperatingPoint]:
+    """The certified point among `candidates` (see `fit_operating_point`); correct=False
+    reads a judge's labels as the truth even where an audit could correct them."""
+    _check_request(target, budget, delta)
+    calibration = candidates.calibration
+    if budget is not None:  # costs are observed, not labelled: nothing to correct
         point = choose_by_budget(calibration, budget, delta, mixtures=None)
     else:
         point = choose_by_quality(calibration, target, delta, mixtures=None,
-                                  reference=None if absolute else judge)
-    return candidates[point.index], point
+                                  reference=None if absolute else candidates.reference,
+                                  audit=candidates.audit if correct else None)
+    return candidates.policies[point.index], point
+
+
+def fit_operating_point(table: QueryTable, *, target: float | None = None,
+                        budget: float | None = None, absolute: bool = False,
+                        delta: float = 0.1, n_lambdas: int = 20, max_stages: int = 3,
+                        predictor: str = "logistic", pool: QueryTable | None = None,
+                        correct: bool = True) -> tuple[BaseEstimator, OperatingPoint]:
+    """The cheapest `auto` policy (or single model) certified on `table` to reach a quality
+    target — `target` × the best model's quality, or an absolute accuracy when `absolute`
+    — or the most accurate one whose mean cost stays within `budget`, each with
+    probability ≥ 1 − δ (Learn-then-Test on cross-fitted held-out outcomes, theory.md
+    §10). Users think in targets and budgets; this finds the λ.
+
+    When the table's labels are partly a judge's (`label_source`) and some queries carry
+    a person's labels with the judge's beside them (`judge_quality`), the quality tests
+    are prediction-powered (`ladder.policies.ppi`): the judge's bias is estimated on
+    those queries and the promise is about true quality (`point.human_labels` says how
+    many were used; correct=False turns this off)."""
+    _check_request(target, budget, delta)  # before the sweep, which takes a while
+    candidates = operating_candidates(table, n_lambdas=n_lambdas, max_stages=max_stages,
+                                      predictor=predictor, pool=pool)
+    return choose_operating_point(candidates, target=target, budget=budget,
+                                  absolute=absolute, delta=delta, correct=correct)
 
 
 def training_rows(table: QueryTable, split: str | None = None) -> tuple[QueryTable, str]:

@@ -17,6 +17,7 @@ from ladder.backends.base import (
     Generation,
     GenerationParams,
     ModelOutput,
+    OptionScores,
     TextStream,
     Usage,
 )
@@ -71,6 +72,13 @@ class Rung:
             output = replace(output, cost=self.cost(output.tokens_in, output.tokens_out,
                                                     output.latency_s))
         return output, wall
+
+    async def score(self, prompt: str, options: tuple[str, ...]) -> tuple[OptionScores, float]:
+        """Each option's log-probabilities after `prompt` (a judge's yes/no), and the
+        call's cost."""
+        scores = await self._guarded(lambda: self.backend.score_options(prompt, options))
+        usage = scores.usage
+        return scores, self.cost(usage.tokens_in, usage.tokens_out, usage.latency_s)
 
     def cost(self, tokens_in: float, tokens_out: float, latency_s: float) -> float:
         """The price of a call's usage (unknown token counts cost nothing)."""

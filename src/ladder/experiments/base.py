@@ -93,6 +93,7 @@ REGISTRY = {
     "router": "ladder.experiments.router:RouterComparison",
     "profile": "ladder.experiments.moa:Profile",
     "monotonicity": "ladder.experiments.moa:Monotonicity",
+    "judge": "ladder.experiments.judge:Judge",
 }
 NAMES = tuple(REGISTRY)
 

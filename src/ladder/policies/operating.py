@@ -13,6 +13,11 @@ train, or cross-fitted predictions) and an order fixed without them. Pass ``guid
 (per-candidate mean cost and quality from the fitting data) to fix the hull and order
 independently; without it they come from the calibration means, which selects on the
 same data (slightly optimistic for small n; the simulations in tests stay within δ).
+
+When the calibration labels are mostly a judge's, with a person's on a random few
+queries, pass ``audit`` (`ladder.policies.ppi.HumanAudit`): each quality hypothesis must
+then also pass a prediction-powered test that corrects the judge's bias on the
+human-labelled queries, instead of the judge's labels alone being read as the truth.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from scipy import stats
 from scipy.special import xlogy
 
 from ladder.policies.base import Outcome
+from ladder.policies.ppi import HumanAudit, ppi_p_value
 
 __all__ = [
     "Candidates",
@@ -190,9 +196,13 @@ class Candidates:
 
     def column(self, point: Point, which: Literal["quality", "cost"]) -> NDArray[np.float64]:
         """Per-query expected value of a point: (1 − w)·x_a + w·x_b."""
-        a, b, w = point
-        x = self.quality if which == "quality" else self.cost
-        return x[:, a] if w == 0.0 else (1.0 - w) * x[:, a] + w * x[:, b]
+        return _mix(self.quality if which == "quality" else self.cost, point)
+
+
+def _mix(x: NDArray[np.float64], point: Point) -> NDArray[np.float64]:
+    """Per-query expected value of a point from per-candidate columns x (n × P)."""
+    a, b, w = point
+    return x[:, a] if w == 0.0 else (1.0 - w) * x[:, a] + w * x[:, b]
 
 
 def _hull(costs: NDArray[np.float64], quals: NDArray[np.float64]) -> list[int]:
@@ -270,6 +280,7 @@ class OperatingPoint:
     methods: tuple[str, ...]
     rejected: int
     reference_quality: float | None = None  # relative mode: best reference's calibration mean
+    human_labels: int = 0  # queries a person labelled that corrected a judge's labels (PPI)
 
     @property
     def promise(self) -> str:
@@ -298,6 +309,7 @@ def _choose(
     relative: bool,
     delta: float,
     reference_quality: float | None = None,
+    human_labels: int = 0,
 ) -> OperatingPoint:
     p_values = tuple(p for p, _ in tests)
     rejected = fixed_sequence(p_values, delta)
@@ -321,7 +333,18 @@ def _choose(
         methods=tuple(m for _, m in tests),
         rejected=rejected,
         reference_quality=reference_quality,
+        human_labels=human_labels,
     )
+
+
+def _scores(q: NDArray[np.float64], ref: NDArray[np.float64] | None,
+            target: float) -> tuple[NDArray[np.float64], float]:
+    """Per-query scores in [0, 1] (n × R, one column per reference) and the level their
+    mean must reach: q itself against the target (absolute), or the rescaled paired
+    difference (q − f·q_r + f)/(1 + f) against f/(1 + f) (relative, target fraction f)."""
+    if ref is None:
+        return q[:, None], target
+    return (q[:, None] - target * ref + target) / (1.0 + target), target / (1.0 + target)
 
 
 def _bounded(values: NDArray[np.float64], target: float, delta: float, method: str) -> float:
@@ -338,6 +361,7 @@ def choose_by_quality(
     mixtures: float | None = 0.1,
     method: Literal["wsr", "hb"] = "wsr",
     guide: tuple[ArrayLike, ArrayLike] | None = None,
+    audit: HumanAudit | None = None,
 ) -> OperatingPoint:
     """Cheapest point whose mean quality is ≥ target, with probability ≥ 1 − δ.
 
@@ -351,6 +375,11 @@ def choose_by_quality(
     f/(1 + f); never binomial. With several references (all single models, since which
     is best is itself estimated) H_j holds if it holds for any r, so p_j = max_r p_jr
     (intersection-union): no reference is picked on the calibration data.
+    With ``audit`` each point must also pass the prediction-powered test of the same
+    scores: the judge's view of them on every calibration query, corrected by their truth
+    on the human-labelled ones (asymptotic, `ladder.policies.ppi`). By default the
+    correction only widens (p = the larger of the two p-values, method "…+ppi"); with
+    ``audit.widen`` False the prediction-powered p-value alone decides ("ppi", "ppi-paired").
     """
     if not 0.0 < delta < 1.0:
         raise ValueError(f"choose_by_quality: delta must lie in (0, 1), got {delta}")
@@ -361,20 +390,29 @@ def choose_by_quality(
         _unit(ref, "choose_by_quality reference")
         if not target > 0.0:
             raise ValueError(f"choose_by_quality: target fraction must be > 0, got {target}")
+    paired = "-paired" if ref is not None else ""
     tests: list[tuple[float, str]] = []
     for point in order:
         q = candidates.column(point, "quality")
-        if ref is not None:
-            z = (q[:, None] - target * ref + target) / (1.0 + target)
-            level = target / (1.0 + target)
-            p = max(_bounded(z[:, r], level, delta, method) for r in range(ref.shape[1]))
-            tests.append((p, f"{method}-paired"))
-        elif np.all((q == 0.0) | (q == 1.0)):
-            tests.append((binomial_p_value(q, target), "binomial"))
+        z, level = _scores(q, ref, target)
+        if ref is None and np.all((q == 0.0) | (q == 1.0)):
+            test = binomial_p_value(q, target), "binomial"
         else:
-            tests.append((_bounded(q, target, delta, method), method))
+            test = (max(_bounded(z[:, r], level, delta, method) for r in range(z.shape[1])),
+                    f"{method}{paired}")
+        if audit is not None:
+            view, _ = _scores(_mix(audit.proxy, point),
+                              None if ref is None else audit.reference_proxy, target)
+            truth, _ = _scores(_mix(audit.truth, point),
+                               None if ref is None else audit.reference_truth, target)
+            unlabelled = np.delete(view, audit.rows, axis=0)
+            p = max(ppi_p_value(unlabelled[:, r], view[audit.rows, r], truth[:, r], level)
+                    for r in range(z.shape[1]))
+            test = (max(p, test[0]), f"{test[1]}+ppi") if audit.widen else (p, f"ppi{paired}")
+        tests.append(test)
     ref_quality = None if ref is None else float(ref.mean(axis=0).max())
-    return _choose("quality", candidates, order, tests, target, ref is not None, delta, ref_quality)
+    return _choose("quality", candidates, order, tests, target, ref is not None, delta, ref_quality,
+                   0 if audit is None else audit.n)
 
 
 def choose_by_budget(

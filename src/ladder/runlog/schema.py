@@ -6,10 +6,16 @@ import numpy as np
 import pandas as pd
 
 REQUIRED = ("query_id", "model", "quality", "cost")
-OPTIONAL_FLOAT = ("confidence", "margin", "entropy", "logprob_mean", "logprob_min", "latency_ms")
-UNIT_FLOAT = ("confidence", "margin", "entropy")  # optional columns that must lie in [0, 1]
+OPTIONAL_FLOAT = ("confidence", "margin", "entropy", "logprob_mean", "logprob_min", "latency_ms",
+                  "judge_quality")
+# optional columns that must lie in [0, 1]; judge_quality is a judge's label of the cell,
+# kept beside a human one too (where both exist they measure the judge's error)
+UNIT_FLOAT = ("confidence", "margin", "entropy", "judge_quality")
 OPTIONAL_INT = ("tokens_in", "tokens_out")
-OPTIONAL_STR = ("split", "benchmark", "prompt", "answer")
+OPTIONAL_STR = ("split", "benchmark", "prompt", "answer", "label_source", "label_judge")
+# where a quality label came from: a person or a benchmark's grader, agreement with a
+# reference rung's answer, or a judge model (`ladder.judge`); empty means human
+LABEL_SOURCES = ("human", "reference", "judge")
 COLUMNS = REQUIRED + OPTIONAL_STR + OPTIONAL_FLOAT + OPTIONAL_INT + ("samples",)
 
 
@@ -125,7 +131,24 @@ def validate_runlog(df: pd.DataFrame) -> pd.DataFrame:
     for column in OPTIONAL_STR:
         if column in df.columns:
             df[column] = df[column].map(lambda v: None if _is_missing(v) else str(v))
+    if "label_source" in df.columns:
+        _check_sources(df["label_source"].to_numpy(dtype=object), quality)
     return df
+
+
+def _check_sources(sources: np.ndarray, quality: np.ndarray) -> None:
+    """A label's source is one of LABEL_SOURCES, and only a labelled cell has one."""
+    given = np.array([isinstance(s, str) for s in sources], dtype=bool)
+    bad = given & ~np.isin(sources, LABEL_SOURCES)
+    if bad.any():
+        row = _first_bad(bad)
+        raise RunLogError(f"column 'label_source': row {row} holds {sources[row]!r}; a label "
+                          f"comes from {', '.join(LABEL_SOURCES)}", "label_source", row)
+    bad = given & np.isnan(quality)
+    if bad.any():
+        row = _first_bad(bad)
+        raise RunLogError(f"column 'label_source': row {row} names a source "
+                          f"({sources[row]!r}) but its quality is empty", "label_source", row)
 
 
 def _is_missing(value: object) -> bool:

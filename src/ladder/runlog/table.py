@@ -38,6 +38,12 @@ class QueryTable:
     prompts: np.ndarray | None = None  # the query texts (object, None where missing): routers
     split: np.ndarray | None = None
     benchmark: np.ndarray | None = None
+    # where each cell's quality label came from (object: human / reference / judge, None
+    # where the log names none or the cell is unlabelled; `ladder.judge`), and the judge's
+    # own label of each cell (NaN where it gave none), kept beside a human label too: the
+    # cells holding both measure the judge's error (`ladder.policies.ppi`)
+    label_source: np.ndarray | None = None
+    judge_quality: np.ndarray | None = None
     dropped: int = 0
     extra: dict = field(default_factory=dict)
     # The model order is by mean cost (not given by the caller), so code that trains on a
@@ -75,6 +81,8 @@ class QueryTable:
             prompts=take(self.prompts),
             split=take(self.split),
             benchmark=take(self.benchmark),
+            label_source=take(self.label_source),
+            judge_quality=take(self.judge_quality),
         )
 
     def select_models(self, models: Sequence[str]) -> QueryTable:
@@ -99,6 +107,8 @@ class QueryTable:
             answers=take(self.answers),
             sample_share=take(self.sample_share),
             sample_codes=None if self.sample_codes is None else self.sample_codes[:, cols],
+            label_source=take(self.label_source),
+            judge_quality=take(self.judge_quality),
             cost_ordered=False,
         )
 
@@ -189,6 +199,11 @@ class QueryTable:
             df = df.assign(_share=df["samples"].map(top_answer_share))
             sample_share = wide("_share")
             sample_lists = wide("samples", None)
+        label_source = None
+        if "label_source" in df.columns:
+            label_source = np.vectorize(lambda s: s if isinstance(s, str) else None,
+                                        otypes=[object])(wide("label_source", None))
+        judge_quality = wide("judge_quality") if "judge_quality" in df.columns else None
         answers, sample_codes = _answer_codes(
             wide("answer", None) if "answer" in df.columns else None, sample_lists)
         per_query = df.drop_duplicates("query_id").set_index("query_id").reindex(query_ids)
@@ -215,6 +230,8 @@ class QueryTable:
             prompts=prompts,
             split=column("split"),
             benchmark=column("benchmark"),
+            label_source=label_source,
+            judge_quality=judge_quality,
             dropped=int(dropped),
             cost_ordered=models is None,
         )

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ladder.backends.base import BackendError
-from ladder.config import Config, load_config
+from ladder.config import Config, ConfigError, load_config
 from ladder.server import metrics
 from ladder.server.auth import Unauthorized
 from ladder.server.errors import ClientError, Overloaded, Unavailable, UnknownModel
@@ -49,6 +49,7 @@ from ladder.server.store import Store, StoreError
 
 CONFIG_ENV = "LADDER_CONFIG"  # how `ladder serve --workers` tells each worker its config
 UPSTREAM_ENV = "LADDER_UPSTREAM"  # ... or the embedded default's model servers
+SHADOW_RATE_ENV = "LADDER_SHADOW_RATE"  # ... and `--shadow-rate`
 log = logging.getLogger("ladder.server")
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 503, 504)}
@@ -313,18 +314,33 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def with_shadow_rate(config: Config, rate: float | None) -> Config:
+    """The config with its shadow runs' rate set (`ladder serve --shadow-rate`; 0 turns
+    them off); unchanged when `rate` is None."""
+    shadow = config.server.shadow
+    if rate is None or (shadow is None and rate == 0):
+        return config
+    if shadow is None:
+        raise ConfigError("--shadow-rate: the config has no server.shadow section (its judge "
+                          "and reference rung) to set the rate of")
+    server = config.server.model_copy(update={"shadow": shadow.model_copy(update={"rate": rate})})
+    return config.model_copy(update={"server": server})
+
+
 def app_factory() -> FastAPI:
     """For `uvicorn --factory`: the config named by $LADDER_CONFIG, else the embedded
-    default (its models on the servers in $LADDER_UPSTREAM, when set); the heap frozen
-    (`freeze_heap`)."""
+    default (its models on the servers in $LADDER_UPSTREAM, when set), with the shadow
+    rate of $LADDER_SHADOW_RATE when set; the heap frozen (`freeze_heap`)."""
     quiet_client_logs()
     path = os.environ.get(CONFIG_ENV)
     if path:
-        app = create_app(load_config(path))
+        config = load_config(path)
     else:
         from ladder.server.default import default_config
 
         upstream = os.environ.get(UPSTREAM_ENV)
-        app = create_app(default_config(upstream=upstream.split(",") if upstream else None))
+        config = default_config(upstream=upstream.split(",") if upstream else None)
+    rate = os.environ.get(SHADOW_RATE_ENV)
+    app = create_app(with_shadow_rate(config, None if rate is None else float(rate)))
     freeze_heap()
     return app

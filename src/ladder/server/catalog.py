@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import os
 import re
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +32,11 @@ from ladder.runtime import Cascade, policy_chain
 from ladder.server.errors import ClientError, Unavailable, UnknownModel
 from ladder.server.learner import SharedLearner
 from ladder.server.protocol import LADDER
+from ladder.server.store import Store
 
 OVERRIDE = re.compile(r"^(?P<base>[\w.-]+):(?P<key>lambda|budget)=(?P<value>[^:]+)$")
 MAX_OVERRIDES = 16  # fitted overrides kept in memory (least recently used dropped)
+log = logging.getLogger("ladder.server")
 
 
 @dataclass
@@ -47,7 +51,8 @@ class Target:
 
 def _digest(log: Path, spec: FitSpec) -> str:
     h = hashlib.sha256(log.read_bytes())
-    h.update(json.dumps([spec.model_dump(), __version__, sklearn.__version__]).encode())
+    fit = spec.model_dump(exclude={"refit_every_s"})  # when to refit changes no fit
+    h.update(json.dumps([fit, __version__, sklearn.__version__]).encode())
     return h.hexdigest()[:24]
 
 
@@ -205,6 +210,39 @@ class Catalog:
             policy = await asyncio.to_thread(fit_from_log, self.log_path(), spec,
                                              self.cache_dir)
         return Target(key, self._cascade(policy))
+
+    def refitting(self, store: Store) -> list[asyncio.Task[None]]:
+        """A task per `fit` policy with `refit_every_s`: see `_refit_loop`."""
+        return [asyncio.create_task(self._refit_loop(spec, store))
+                for spec in self.config.server.policies
+                if spec.fit is not None and spec.fit.refit_every_s is not None]
+
+    async def _refit_loop(self, spec: PolicySpec, store: Store) -> None:
+        """Every `refit_every_s`, fit the policy again on `server.log` plus the labelled
+        traffic it served (people's and shadow runs' labels), in a thread, and swap the new
+        one in whole (a request runs the old or the new, never a mix). A refit that fails
+        is logged and the old policy kept."""
+        while True:
+            await asyncio.sleep(spec.fit.refit_every_s)
+            try:
+                policy = await asyncio.to_thread(self._refit, spec, store)
+                self.targets[spec.name] = Target(spec.name, self._cascade(policy))
+            except Exception:
+                log.exception("policy %s: refit on the traffic failed; kept the old one",
+                              spec.name)
+            else:
+                log.info("policy %s: refitted on the labelled traffic", spec.name)
+
+    def _refit(self, spec: PolicySpec, store: Store) -> object:
+        from ladder.fit import fit_from_runlog
+        from ladder.server.export import with_traffic
+
+        fit = spec.fit
+        with tempfile.TemporaryDirectory(prefix="ladder-refit-") as folder:
+            path = Path(folder) / "traffic.jsonl"
+            with_traffic(self.log_path(), store.served(spec.name), path)
+            return fit_from_runlog(path, fit.policy, lam=fit.lam, budget=fit.budget,
+                                   target=fit.target_quality)
 
     def names(self) -> list[str]:
         """Every name /v1/models lists: the policies, then the models (pass-through)."""

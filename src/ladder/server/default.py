@@ -60,6 +60,11 @@ POLICY = "auto"  # `ladder-balanced`'s family: auto picks the kind on held-out t
 # λ of `ladder-balanced` and `ladder-online`, in quality per unit of cost: what
 # `default_lambda` derives from the shipped log's train split (a test re-derives it)
 LAMBDA = 11753.643629525139
+# shadow runs on the embedded models: Gemma, the top rung, is the reference and the judge.
+# A fifth of the requests rather than a paid deployment's 0.05: the models are in process
+# and cost nothing, and a newcomer should see labels arrive within minutes
+SHADOW = {"model": MODELS[-1], "reference": MODELS[-1], "rate": 0.2, "max_concurrency": 1}
+ONLINE_REFIT_EVERY = 10  # labelled requests between refits: moves within a few hundred
 
 
 def shipped_log(train_only: bool = False) -> Path:
@@ -102,9 +107,10 @@ def default_config(database: str | None = None,
                    upstream: Sequence[str] | None = None) -> Config:
     """What `ladder serve` serves with no config: both embedded models; `ladder-balanced`
     (the default, fitted at start on the shipped log's train rows) and `ladder-online`
-    (warm-started from them), both at `LAMBDA`; the database (a SQLAlchemy URL) defaults
-    to `ladder.db` in the per-user data dir, which this creates. `upstream`: the models'
-    servers' base URLs (in process when None)."""
+    (warm-started from them, refitted every `ONLINE_REFIT_EVERY` labels), both at
+    `LAMBDA`; shadow runs labelling `SHADOW['rate']` of the requests; the database (a
+    SQLAlchemy URL) defaults to `ladder.db` in the per-user data dir, which this creates.
+    `upstream`: the models' servers' base URLs (in process when None)."""
     models = _models(TEMPLATES)
     if upstream is not None:
         models = upstream_models(models, upstream)
@@ -114,11 +120,12 @@ def default_config(database: str | None = None,
     train = str(shipped_log(train_only=True))
     policies = [{"name": "ladder-balanced", "fit": {"policy": POLICY, "lambda": LAMBDA}},
                 {"name": "ladder-online",
-                 "online": {"chain": list(MODELS), "lambda": LAMBDA, "warm_start": train}}]
+                 "online": {"chain": list(MODELS), "lambda": LAMBDA, "warm_start": train,
+                            "refit_every": ONLINE_REFIT_EVERY}}]
     return config_from_dict({**models,
                              "server": {"log": train, "policies": policies,
                                         "default_policy": "ladder-balanced",
-                                        "database": database}},
+                                        "database": database, "shadow": SHADOW}},
                             source="the embedded default config")
 
 

@@ -33,6 +33,7 @@ from ladder.policies.threshold import ThresholdRule
 from ladder.predictors import QualityPredictor
 from ladder.runlog import RunLogError, load_runlog
 from ladder.runlog.table import SIGNAL_COLUMNS, QueryTable
+from ladder.server import metrics
 from ladder.server.store import Served, Store
 
 ONLINE_INPUTS = ("prompt", "answers")  # what OnlineCascade's history always records
@@ -114,6 +115,7 @@ class SharedLearner:
         self.next_refit_ = spec.refit_every  # labels in the store that trigger a refit
         self.last_feedback_ = 0  # the newest feedback id the last rebuild saw
         self.n_refits_ = 0
+        self._publish()
 
     def _online(self, refit_every: int) -> OnlineCascade:
         spec = self.spec
@@ -136,9 +138,17 @@ class SharedLearner:
             return False
         self.policy = snapshot
         self.n_refits_ += 1
+        metrics.REFITS.labels(self.name).inc()
+        self._publish()
         growth = min(int(self.refit_growth * stats.labelled), self.spec.window)
         self.next_refit_ = stats.labelled + max(self.spec.refit_every, growth)
         return True
+
+    def _publish(self) -> None:
+        """The snapshot's thresholds in /metrics, where an operator sees them move."""
+        thresholds = self.policy.thresholds_
+        for stage, value in enumerate([] if thresholds is None else thresholds):
+            metrics.THRESHOLD.labels(self.name, str(stage)).set(float(value))
 
     def rebuild(self, store: Store, served: int) -> LearnedCascade | None:
         """A snapshot refitted on the newest `window` requests (blocking), or None when
@@ -153,12 +163,15 @@ class SharedLearner:
 
 
 def replay(online: OnlineCascade, request: Served) -> None:
-    """Feed one stored request to an OnlineCascade: the stages that ran along its chain,
-    in order (stopping at a failed or foreign rung), then the labels of those of them that
-    got one (the answer returned, and any stage a grader labelled by name)."""
-    chain, ran = online.chain, []
-    for stage in request.stages:
-        if len(ran) == len(chain) or stage.model != chain[len(ran)]:
+    """Feed one stored request to an OnlineCascade: the rungs that ran (served or in a
+    shadow run) in chain order, up to the first the request lacks, then the labels of those
+    of them that got one (the answer returned, any stage a grader labelled by name, a shadow
+    run's judge)."""
+    by_model = {stage.model: stage for stage in request.stages}
+    ran: list[str] = []
+    for model in online.chain:
+        stage = by_model.get(model)
+        if stage is None:
             break
         signals = {name: stage.signals.get(name, math.nan) for name in SIGNAL_COLUMNS}
         signals["tokens_out"] = stage.tokens_out

@@ -33,6 +33,24 @@ SAVED = Counter("ladder_saved_total", "Estimated cost saved against the top rung
 FEEDBACK = Counter("ladder_feedback_total", "Feedback rows recorded", ["outcome"])
 IN_FLIGHT = Gauge("ladder_in_flight", "Requests in flight", multiprocess_mode="livesum")
 REJECTED = Counter("ladder_rejected_total", "Requests refused before running", ["reason"])
+SHADOW_RUNS = Counter("ladder_shadow_runs_total", "Shadow runs begun and ended",
+                      ["outcome"])  # started, finished
+SHADOW_DROPPED = Counter("ladder_shadow_dropped_total", "Shadow runs given up", ["reason"])
+SHADOW_LABELS = Counter("ladder_shadow_labels_total", "Judge labels stored", ["source"])
+SHADOW_RUNG_FAILURES = Counter("ladder_shadow_rung_failures_total",
+                               "Rungs a shadow run could not run (their cells stay unlabelled)",
+                               ["model"])
+JUDGE_FAILURES = Counter("ladder_judge_failures_total",
+                         "Labels the judge could not give (the cell stays unlabelled)", ["kind"])
+SHADOW_COST = Counter("ladder_shadow_cost_total",
+                      "Cost of shadow runs: the rungs run and the judge's calls")
+# a mean is not summed across workers: each worker's own (livemax: the dearest one)
+SHADOW_COST_PER_REQUEST = Gauge("ladder_shadow_cost_per_request",
+                                "Shadow cost per cascade request served (this process)",
+                                multiprocess_mode="livemax")
+REFITS = Counter("ladder_learner_refits_total", "Online policies refitted", ["policy"])
+THRESHOLD = Gauge("ladder_learner_threshold", "The online policy's stop threshold per stage",
+                  ["policy", "stage"], multiprocess_mode="livemostrecent")
 
 
 def exposition() -> tuple[bytes, str]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SHADOW = "shadow"  # the decision of a stage a shadow run ran, after the response was sent
+
 
 @dataclass(frozen=True)
 class StageRecord:
@@ -19,7 +21,7 @@ class StageRecord:
     text: str  # the generated text
     signals: dict[str, float]  # SIGNAL_COLUMNS values; NaN where unknown
     predicted_quality: float | None
-    decision: str  # 'stop', 'escalate' or 'failed'
+    decision: str  # 'stop', 'escalate', 'failed' or SHADOW
     error: str | None  # why a failed stage failed (never a key)
     cost: float
     latency_s: float
@@ -63,3 +65,17 @@ class FeedbackRecord:
     created: float
     key_id: str | None
     model: str | None = None
+    source: str | None = None  # None: a person (/v1/feedback); 'reference' or 'judge': a
+    # shadow run's judge (ladder.judge), which a person's label overrides
+    judge: str | None = None  # the judge's provenance: model, reference rung, rubric, mode
+    cost: float | None = None  # what the judge's call cost (None: a person's label)
+
+
+@dataclass(frozen=True)
+class ShadowRecord:
+    """What a shadow run adds to a served request: the rungs it ran (stages numbered after
+    the served ones, decision 'shadow') and the judge's labels, each naming its model."""
+
+    request_id: str
+    stages: tuple[StageRecord, ...]
+    labels: tuple[FeedbackRecord, ...]

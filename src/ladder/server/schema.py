@@ -72,5 +72,8 @@ feedback = Table(
     Column("created", Double, nullable=False),
     Column("key_id", String(64)),
     Column("model", String(256)),  # the stage labelled; NULL: the model that answered
+    Column("source", String(16)),  # NULL: a person; 'reference' / 'judge': a shadow run
+    Column("judge", Text),  # the judge's provenance (shadow labels only)
+    Column("cost", Double),  # what the judge's call cost (shadow labels only)
     Index("ix_feedback_request_id", "request_id"),
 )

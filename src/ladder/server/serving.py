@@ -32,6 +32,7 @@ from ladder.server.protocol import ChatCompletionRequest, CompletionRequest, Fee
 from ladder.server.records import FeedbackRecord, RequestRecord, StageRecord
 from ladder.server.relay import Relay
 from ladder.server.responses import DONE, Chunks, completion_body, pieces, usage_dict
+from ladder.server.shadow import Shadow
 from ladder.server.store import Store
 from ladder.tasks import Item
 
@@ -116,6 +117,8 @@ class Gateway:
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
         self.keys = ApiKeys(config.server.api_keys)
         self.in_flight = 0
+        self.shadow = Shadow.from_config(config, self.rungs, store, lambda: self.in_flight,
+                                         self.replica)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -123,6 +126,8 @@ class Gateway:
         loop that reads every replica's feedback into the online learners."""
         self._tasks.append(asyncio.create_task(self.catalog.start()))
         self._tasks.append(asyncio.create_task(self._sync_loop()))
+        self._tasks += self.catalog.refitting(self.store)
+        self._tasks += [] if self.shadow is None else self.shadow.start()
 
     async def wait_ready(self) -> None:
         await self._tasks[0]
@@ -197,7 +202,9 @@ class Gateway:
                     return await self._passthrough(target, rid, endpoint, request, began,
                                                    key_id)
                 result = await self._cascade(target, rid, request)
-        return self._cascade_served(target, rid, endpoint, request, result, began, key_id)
+        served = self._cascade_served(target, rid, endpoint, request, result, began, key_id)
+        self._shadowed(target, rid, request, result)
+        return served
 
     @contextlib.contextmanager
     def _failures_recorded(self, rid: str, target: Target, endpoint: str, request: Request,
@@ -219,6 +226,12 @@ class Gateway:
     async def _cascade(self, target: Target, rid: str, request: Request) -> Result:
         item = Item(rid, prompt_of(request), self.config.task.type)
         return await target.cascade.adecode(item, params_of(request))
+
+    def _shadowed(self, target: Target, rid: str, request: Request, result: Result) -> None:
+        """Offer a served cascade request to the shadow runs (O(1), nothing awaited)."""
+        if self.shadow is not None:
+            self.shadow.offer(rid, prompt_of(request), target.cascade.chain, result,
+                              params_of(request))
 
     def _top_cost(self, chain: Sequence[str], result: Result) -> float:
         """What the top rung alone would have cost: its own cost if it ran, else priced
@@ -350,7 +363,12 @@ class Gateway:
                                                         key_id, include_usage)
                 result = await self._cascade(target, rid, request)
         served = self._cascade_served(target, rid, endpoint, request, result, began, key_id)
-        return Opened(self._replay_chunks(served, endpoint, include_usage), served.headers)
+
+        async def finished() -> None:  # the stream has been sent: shadow it now
+            self._shadowed(target, rid, request, result)
+
+        return Opened(self._replay_chunks(served, endpoint, include_usage), served.headers,
+                      finished)
 
     @staticmethod
     async def _replay_chunks(served: Served, endpoint: str,

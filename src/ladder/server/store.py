@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ from sqlalchemy import create_engine, distinct, event, func, select, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from ladder.server.records import FeedbackRecord, RequestRecord
+from ladder.judge.grader import HUMAN  # a label stored without a source: a person's
+from ladder.server.records import SHADOW, FeedbackRecord, RequestRecord, ShadowRecord
 from ladder.server.schema import feedback, requests, stages
 from ladder.server.writer import BatchWriter, StoreError
 
@@ -107,8 +108,10 @@ class ServedStage:
 
 @dataclass(frozen=True)
 class Served:
-    """A served request's stages that ran and their labels: model → the latest feedback's
-    quality (a feedback naming no model labels `model`, the one that answered)."""
+    """A served request's stages that ran (a shadow run's after the served ones) and their
+    labels: model → the latest feedback's quality (a feedback naming no model labels
+    `model`, the one that answered), a person's over a judge's whatever their order;
+    `sources`: model → (that label's source, its judge's provenance)."""
 
     id: str
     policy: str
@@ -117,6 +120,7 @@ class Served:
     model: str | None
     stages: tuple[ServedStage, ...]
     labels: dict[str, float]
+    sources: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     @property
     def quality(self) -> float | None:
@@ -168,6 +172,11 @@ class Store:
     def submit(self, record: RequestRecord) -> None:
         """Queue a served request for the writer; returns at once unless the queue is full."""
         self._writer.put(record)
+
+    def offer_shadow(self, record: ShadowRecord) -> bool:
+        """Queue a shadow run's stages and labels, never waiting: False (dropped) when the
+        writer's queue is full."""
+        return self._writer.offer(record)
 
     async def add_feedback(self, record: FeedbackRecord) -> bool:
         """Store a label once its batch has committed; False when no request has that id
@@ -226,16 +235,29 @@ class Store:
         return int(self._scalar(query))
 
     def spend_by_key(self) -> dict[str, dict[str, float]]:
-        """Per key id: requests served, what they cost and the estimated saving."""
-        query = select(requests.c.key_id, func.count(), func.sum(requests.c.cost),
-                       func.sum(requests.c.saved)).group_by(requests.c.key_id)
+        """Per key id: requests served, what they cost, the estimated saving, and what
+        shadow runs spent on them (the rungs run and the judge's calls), which the served
+        cost leaves out."""
+        r = requests.c
+        query = select(r.key_id, func.count(), func.sum(r.cost),
+                       func.sum(r.saved)).group_by(r.key_id)
+        rungs = (select(r.key_id, func.sum(stages.c.cost))
+                 .join(stages, stages.c.request_id == r.id)
+                 .where(stages.c.decision == SHADOW).group_by(r.key_id))
+        judged = (select(r.key_id, func.sum(feedback.c.cost))
+                  .join(feedback, feedback.c.request_id == r.id)
+                  .where(feedback.c.cost.is_not(None)).group_by(r.key_id))
         try:
             with self.engine.connect() as conn:
                 rows = conn.execute(query).all()
+                shadow: dict[str | None, float] = {}
+                for key, cost in [*conn.execute(rungs), *conn.execute(judged)]:
+                    shadow[key] = shadow.get(key, 0.0) + float(cost or 0.0)
         except SQLAlchemyError as error:
             raise StoreError(f"database {self.name}: {_one_line(error)}") from None
         return {key or ANONYMOUS: {"requests": int(n), "cost": float(cost or 0.0),
-                                   "saved": float(saved or 0.0)}
+                                   "saved": float(saved or 0.0),
+                                   "shadow": shadow.get(key, 0.0)}
                 for key, n, cost, saved in rows}
 
     def feedback_stats(self, policy: str) -> FeedbackStats:
@@ -266,16 +288,19 @@ class Store:
                  .join(stages, s.request_id == r.id)
                  .where(r.id.in_(select(chosen.c.id)), s.decision != "failed")
                  .order_by(r.created, r.id, s.stage))
+        # a judge's labels first, then a person's, each in arrival order: the last wins
         labels = (select(f.request_id, func.coalesce(f.model, r.model).label("model"),
-                         f.quality)
+                         f.quality, f.source, f.judge)
                   .join(requests, r.id == f.request_id)
-                  .where(f.request_id.in_(select(chosen.c.id))).order_by(f.id))
+                  .where(f.request_id.in_(select(chosen.c.id)))
+                  .order_by(f.source.is_(None), f.id))
         try:
             with self.engine.connect() as conn:
                 rows = conn.execute(query).all()
-                found: dict[str, dict[str, float]] = {}
-                for label in conn.execute(labels):  # in arrival order: the latest wins
-                    found.setdefault(label.request_id, {})[label.model] = float(label.quality)
+                found: dict[str, dict[str, tuple[float, str, str | None]]] = {}
+                for label in conn.execute(labels):
+                    found.setdefault(label.request_id, {})[label.model] = (
+                        float(label.quality), label.source or HUMAN, label.judge)
         except SQLAlchemyError as error:
             raise StoreError(f"database {self.name}: {_one_line(error)}") from None
         yield from _group(rows, found)
@@ -291,17 +316,20 @@ def _nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def _group(rows: list[Any], labels: dict[str, dict[str, float]]) -> Iterator[Served]:
+def _group(rows: list[Any], labels: dict[str, dict[str, tuple[float, str, str | None]]]
+           ) -> Iterator[Served]:
     """Stage rows (ordered by request) folded into one Served per request."""
     current: list[Any] = []
     for row in [*rows, None]:
         if current and (row is None or row.id != current[0].id):
             head = current[0]
+            found = labels.get(head.id, {})
             yield Served(head.id, head.policy, head.prompt, head.prompt_len, head.model,
                          tuple(ServedStage(x.stage, x.stage_model, x.answer, dict(x.signals),
                                            x.cost, x.latency_s, _nan(x.tokens_in),
                                            _nan(x.tokens_out)) for x in current),
-                         labels.get(head.id, {}))
+                         {m: q for m, (q, _, _) in found.items()},
+                         {m: (source, judge) for m, (_, source, judge) in found.items()})
             current = []
         if row is not None:
             current.append(row)

@@ -9,7 +9,9 @@ durable as the database makes a committed one.
 
 A full queue means the database is slower than the traffic: `submit` then blocks (up to
 `put_timeout_s`, counted in `stalls`) rather than drop a row; past that it raises, and the
-HTTP layer's own concurrency limit turns the slowdown into 429s.
+HTTP layer's own concurrency limit turns the slowdown into 429s. A shadow run's record is
+the exception: it is offered (`offer`), never waited for, and dropped when the queue is
+full, since shadow work is the first thing a loaded gateway gives up.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ladder.server.records import FeedbackRecord, RequestRecord
+from ladder.server.records import FeedbackRecord, RequestRecord, ShadowRecord, StageRecord
 from ladder.server.schema import feedback, requests, stages
 
 log = logging.getLogger(__name__)
@@ -64,14 +66,23 @@ def request_rows(record: RequestRecord) -> tuple[dict[str, Any], list[dict[str, 
     row = {name: getattr(record, name) for name in (c.name for c in requests.columns)}
     if row["prompt_len"] is None and record.prompt is not None:
         row["prompt_len"] = len(record.prompt)
-    stage_rows = [{
-        "request_id": record.id, "stage": s.stage, "model": s.model, "answer": s.answer,
+    return row, stage_rows(record.id, record.stages)
+
+
+def stage_rows(request_id: str, records: Sequence[StageRecord]) -> list[dict[str, Any]]:
+    return [{
+        "request_id": request_id, "stage": s.stage, "model": s.model, "answer": s.answer,
         "text": s.text, "decision": s.decision, "error": s.error, "cost": s.cost,
         "latency_s": s.latency_s, "predicted_quality": _finite(s.predicted_quality),
         "tokens_in": _finite(s.tokens_in), "tokens_out": _finite(s.tokens_out),
         "signals": {k: v for k, v in s.signals.items() if _finite(v) is not None},
-    } for s in record.stages]
-    return row, stage_rows
+    } for s in records]
+
+
+def feedback_row(record: FeedbackRecord) -> dict[str, Any]:
+    return {"request_id": record.request_id, "quality": record.quality,
+            "created": record.created, "key_id": record.key_id, "model": record.model,
+            "source": record.source, "judge": record.judge, "cost": record.cost}
 
 
 class BatchWriter:
@@ -85,7 +96,7 @@ class BatchWriter:
         self.put_timeout_s = put_timeout_s
         self.queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self.counts = {"requests": 0, "feedback": 0, "unknown_feedback": 0, "transactions": 0,
-                       "stalls": 0, "rejected": 0}
+                       "stalls": 0, "rejected": 0, "shadow": 0}
         self.failing: str | None = None  # the last commit error while retrying, else None
         self.thread = threading.Thread(target=self._run, name="ladder-store-writer",
                                        daemon=True)
@@ -108,6 +119,16 @@ class BatchWriter:
             raise StoreError(f"the write queue stayed full for {self.put_timeout_s:g} s: the "
                              f"database is not keeping up ({self.failing or 'slow commits'})"
                              ) from None
+
+    def offer(self, item: object) -> bool:
+        """Enqueue if there is room, never waiting; False when the queue is full."""
+        if not self.thread.is_alive():
+            return False
+        try:
+            self.queue.put_nowait(item)
+        except queue.Full:
+            return False
+        return True
 
     async def put_feedback(self, record: FeedbackRecord) -> bool:
         loop = asyncio.get_running_loop()
@@ -151,7 +172,8 @@ class BatchWriter:
         """The next batch: everything queued, lingering for requests, not for awaited items."""
         batch = [self.queue.get()]
         deadline = time.monotonic() + self.linger_s
-        while len(batch) < self.batch_rows and isinstance(batch[-1], RequestRecord):
+        while (len(batch) < self.batch_rows
+               and isinstance(batch[-1], RequestRecord | ShadowRecord)):
             try:
                 batch.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
@@ -186,24 +208,28 @@ class BatchWriter:
         """Write the batch in one transaction; the (request id, model) of the feedback it
         stored (a label's request must exist and, when it names a model, have run it)."""
         reqs = [i for i in batch if isinstance(i, RequestRecord)]
+        shadows = [i for i in batch if isinstance(i, ShadowRecord)]
         fbs = [i.record for i in batch if isinstance(i, _Feedback)]
         known: set[tuple[str, str | None]] = set()
         with self.engine.begin() as conn:
-            if reqs:
-                rows = [request_rows(r) for r in reqs]
+            rows = [request_rows(r) for r in reqs]
+            if rows:
                 conn.execute(insert(requests), [row for row, _ in rows])
-                stage_rows = [s for _, ss in rows for s in ss]
-                if stage_rows:
-                    conn.execute(insert(stages), stage_rows)
+            # a shadow run's stages after the requests' (its request was queued before it)
+            stage_list = [s for _, ss in rows for s in ss] + [
+                s for r in shadows for s in stage_rows(r.request_id, r.stages)]
+            if stage_list:
+                conn.execute(insert(stages), stage_list)
             if fbs:
                 known = _labelled(conn, fbs)
-                rows = [{"request_id": f.request_id, "quality": f.quality,
-                         "created": f.created, "key_id": f.key_id, "model": f.model}
-                        for f in fbs if (f.request_id, f.model) in known]
-                if rows:
-                    conn.execute(insert(feedback), rows)
+            # a shadow label names a stage it ran or one that was served: nothing to check
+            labels = [feedback_row(f) for f in fbs if (f.request_id, f.model) in known] + [
+                feedback_row(f) for r in shadows for f in r.labels]
+            if labels:
+                conn.execute(insert(feedback), labels)
         self.counts["transactions"] += 1
         self.counts["requests"] += len(reqs)
+        self.counts["shadow"] += len(shadows)
         self.counts["feedback"] += sum((f.request_id, f.model) in known for f in fbs)
         self.counts["unknown_feedback"] += sum((f.request_id, f.model) not in known for f in fbs)
         return known
