@@ -44,6 +44,8 @@ PARTS = (
     ("event loop", ("asyncio/", "uvloop/", "selectors.py", "concurrent/", "threading.py",
                     "queue.py")),
 )
+# py-spy from this interpreter's environment (the `dev` extra), else from PATH
+SPY = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -84,11 +86,12 @@ def _short(file: str) -> str:
     return file
 
 
-def record(pid: int, seconds: float, out: Path) -> subprocess.Popen:
-    """py-spy sampling every thread of `pid` (idle ones left out) for `seconds`."""
-    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration",
+def record(pid: int, seconds: float, out: Path, gil: bool) -> subprocess.Popen:
+    """py-spy sampling every thread of `pid` (idle ones left out), or only the one holding
+    the GIL (`gil`: Python's CPU, waits excluded), for `seconds`."""
+    return subprocess.Popen([SPY, "record", "--pid", str(pid), "--duration",
                              str(round(seconds)), "--rate", "200", "--format", "raw",
-                             "--output", str(out)],
+                             "--output", str(out), *(["--gil"] if gil else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -97,12 +100,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="sampled seconds per path")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--top", type=int, default=12, help="functions listed per path")
+    parser.add_argument("--gil", action="store_true",
+                        help="sample only the thread holding the GIL (Python's own CPU; a "
+                        "thread blocked on a lock or in C without the GIL is left out)")
     args = parser.parse_args()
-    if shutil.which("py-spy") is None:
+    if SPY is None:
         sys.exit("py-spy is not installed (pip install py-spy)")
     print(machine())
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; wrk -c{args.connections}, "
-          f"{args.seconds:g} s sampled per path at 200 Hz")
+          f"{args.seconds:g} s sampled per path at 200 Hz"
+          + (", GIL holder only" if args.gil else ", every non-idle thread"))
     results = {}
     with tempfile.TemporaryDirectory(prefix="ladder-profile-") as tmp:
         folder = Path(tmp)
@@ -114,7 +121,7 @@ def main() -> None:
                     bench.wrk(gw, model, folder, seconds=2, connections=args.connections,
                               delay_ms=0, watch={})  # warm
                     raw = folder / f"{model}.txt"
-                    spy = record(pid, args.seconds, raw)
+                    spy = record(pid, args.seconds, raw, args.gil)
                     run = bench.wrk(gw, model, folder, seconds=args.seconds + 1,
                                     connections=args.connections, delay_ms=0, watch={})
                     _, err = spy.communicate(timeout=args.seconds + 60)
