@@ -1,8 +1,11 @@
 """bench/profile_gateway.py's accounting: each py-spy sample goes to the innermost frame of
-a known part, so the parts add up to every sample (no profiler is run here)."""
+a known part, so the parts add up to every sample (no profiler is run here); and
+bench/upstream_clients.py prints a row per installed client (no timing is asserted)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,3 +31,15 @@ def test_samples_go_to_the_innermost_known_part(tmp_path: Path) -> None:
     assert parts == {"decision": 7, "upstream client": 5, "JSON": 2, "store": 3, "other": 1}
     assert own["full (numpy/_core/numeric.py)"] == 7
     assert own["_send (h11/_connection.py)"] == 5
+
+
+def test_upstream_clients_prints_a_row_per_client() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "upstream_clients.py"),
+                           "--calls", "20", "--rounds", "1"], env=env, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| httpx",
+                                                                           "| httpcore",
+                                                                           "| aiohttp"))]
+    assert len(rows) >= 2 and "least CPU a call" in done.stdout
