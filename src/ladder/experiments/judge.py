@@ -16,6 +16,7 @@ from ladder.evaluate.experiment import Evaluation, evaluate
 from ladder.evaluate.intervals import frontier_intervals
 from ladder.experiments.base import FAILS, HOLDS, UNSETTLED, Experiment, Finding, Section
 from ladder.experiments.data import DataDir
+from ladder.experiments.judge_embedded import embedded_available, render_embedded, run_embedded
 from ladder.experiments.judge_labels import (
     ALONE,
     DELTA,
@@ -36,16 +37,6 @@ from ladder.experiments.judge_labels import (
 )
 from ladder.experiments.regret import paired_interval
 from ladder.experiments.verdicts import ci, number, overall
-
-try:  # the embedded judge's unit, where its module and models are there
-    from ladder.experiments.judge_embedded import (
-        embedded_available,
-        render_embedded,
-        run_embedded,
-    )
-except ImportError:
-    def embedded_available() -> bool:
-        return False
 
 BENCHMARKS = ("mmlu", "medmcqa", "triviaqa")
 FAMILIES = ("threshold", "auto")

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from ladder.backends.base import BackendError
+from ladder.backends.build import llama_cpp_module
 from ladder.evaluate.intervals import Resamples, mean_interval, paired_mean_interval
 from ladder.experiments.base import relative
 from ladder.judge.grader import Judge
@@ -38,8 +40,8 @@ N_RESAMPLES = 1000
 def embedded_available() -> bool:
     """The in-process models can run here (llama-cpp-python is installed)."""
     try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
+        llama_cpp_module()
+    except BackendError:
         return False
     return True
 

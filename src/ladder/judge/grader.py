@@ -67,6 +67,13 @@ class Judge:
         return (f"judge={model};reference={self.reference or 'none'};"
                 f"rubric={self.rubric.digest};mode={self.mode}")
 
+    def own_verdict(self, rung: str) -> Verdict | None:
+        """The reference rung's label of its own answer when no judge model can grade it:
+        1.0, the reference agrees with itself; None for any other rung, or with a model."""
+        if rung == self.reference and self.model is None:
+            return Verdict(1.0, REFERENCE)
+        return None
+
     async def grade(self, query: str | None, answer: str | None,
                     reference: str | None = None, *, answer_text: str | None = None,
                     reference_text: str | None = None) -> Verdict:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ladder.judge.grader import HUMAN, REFERENCE, Judge, Verdict
+from ladder.judge.grader import HUMAN, Judge, Verdict
 from ladder.runlog import RunLogError, validate_runlog, write_runlog
 
 TEXT_COLUMNS = ("text", "output")  # a log's whole generated text, when it keeps one
@@ -129,22 +129,16 @@ async def label_runlog(df: pd.DataFrame, judge: Judge, output: Path, *,
     done = len(results)
     output.parent.mkdir(parents=True, exist_ok=True)
 
-    def cell(value: object) -> str | None:
-        return value if isinstance(value, str) else None
-
     async def grade(i: int) -> None:
         nonlocal done
         query_id, model = df.at[i, "query_id"], df.at[i, "model"]
         at = reference_rows.get(query_id)
         own = at is None or model == judge.reference
-        async with gate:
-            if own and judge.model is None and model == judge.reference:
-                verdict = Verdict(1.0, REFERENCE)  # the reference agrees with itself
-            else:
-                verdict = await judge.grade(
-                    cell(None if prompts is None else prompts[i]), cell(answers[i]),
-                    None if own else cell(answers[at]), answer_text=cell(texts[i]),
-                    reference_text=None if own else cell(texts[at]))
+        async with gate:  # the judge reads a table's NaN as no answer
+            verdict = judge.own_verdict(model) or await judge.grade(
+                None if prompts is None else prompts[i], answers[i],
+                None if own else answers[at], answer_text=texts[i],
+                reference_text=None if own else texts[at])
         results[i] = verdict
         summary.judge_cost += verdict.cost
         if verdict.quality is not None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from ladder.backends.base import BackendError, GenerationParams, ModelOutput
 from ladder.config import Config, ShadowSpec
-from ladder.judge.grader import REFERENCE, Judge, Verdict, judge_from_spec
+from ladder.judge.grader import Judge, Verdict, judge_from_spec
 from ladder.rung import Rung
 from ladder.runtime import Result
 from ladder.server import metrics
@@ -231,8 +231,8 @@ class Shadow:
         configured) and wherever the reference gave none."""
         answer, text = answers[model]
         reference = self.judge.reference
-        if model == reference and self.judge.model is None:
-            return Verdict(1.0, REFERENCE)  # the reference agrees with itself
+        if (own := self.judge.own_verdict(model)) is not None:
+            return own
         ref_answer, ref_text = (None, None) if model == reference else answers.get(
             reference, (None, None))
         return await self.judge.grade(query, answer, ref_answer, answer_text=text,
